@@ -1,0 +1,229 @@
+"""The events of the saga, one per topic, named in the past tense.
+
+Field descriptions are part of the contract: FastStream's AsyncAPI export documents every
+topic from them (``make asyncapi``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from shared.principal import Classification, Principal, StaffLevel
+
+from .base import Event
+
+__all__ = [
+    "AuditOutcome",
+    "AuditRecorded",
+    "ChatRequested",
+    "Citation",
+    "ContextRetrieved",
+    "Decision",
+    "DraftDecided",
+    "DraftKind",
+    "DraftProduced",
+    "ExecutionResult",
+    "ProposedAction",
+    "RetrievalStats",
+    "RetrievedChunk",
+    "RiskLevel",
+    "Signoff",
+]
+
+MAX_MESSAGE_CHARS = 4000
+
+_Frozen = ConfigDict(frozen=True, extra="ignore")
+
+
+# --------------------------------------------------------------------------- request
+class ChatRequested(Event):
+    """A user asked something. Published by the gateway or any upstream system to ``request``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    principal: Principal = Field(description="Who asks: user, tenant, roles and staff level.")
+    message: str = Field(
+        min_length=1,
+        max_length=MAX_MESSAGE_CHARS,
+        description="The user's question or instruction, as typed.",
+    )
+    channel: Literal["web", "chat", "email", "api", "mcp"] = Field(
+        default="api", description="Where the request came from."
+    )
+    conversation_id: str | None = Field(
+        default=None, max_length=128, description="Groups requests of one conversation."
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _printable(cls, message: str) -> str:
+        stripped = message.strip()
+        if not stripped:
+            raise ValueError("message is blank")
+        return stripped
+
+
+# --------------------------------------------------------------------------- retrieved
+class RetrievedChunk(BaseModel):
+    """One passage the principal is allowed to read, with where it comes from."""
+
+    model_config = _Frozen
+
+    chunk_id: str = Field(description="Stable id of the chunk within the index.")
+    doc_id: str = Field(description="Id of the source document.")
+    doc_version: str = Field(description="Content hash of the document version indexed.")
+    title: str = Field(description="Document title.")
+    section_path: tuple[str, ...] = Field(default=(), description="Headings above the chunk.")
+    source_uri: str = Field(description="Where the document lives (file, URL).")
+    text: str = Field(description="The passage text.")
+    score: float = Field(description="Final relevance score (higher is better).")
+    stage_scores: dict[str, float] = Field(
+        default_factory=dict, description="Score from each retrieval stage (bm25, dense, ...)."
+    )
+    classification: Classification = Field(description="Sensitivity of the source document.")
+    min_level: StaffLevel = Field(description="Minimum staff level allowed to read it.")
+    updated_at: datetime | None = Field(default=None, description="Last change of the document.")
+
+
+class RetrievalStats(BaseModel):
+    model_config = _Frozen
+
+    candidates: int = Field(ge=0, description="Chunks considered before the final cut.")
+    latency_ms: float = Field(ge=0, description="Time spent retrieving.")
+    cache_hit: bool = Field(default=False, description="Served from the retrieval cache.")
+    index_version: str = Field(description="Version of the index that answered.")
+    embedding_model: str = Field(description="Embedding model used for the query.")
+
+
+class ContextRetrieved(Event):
+    """The permitted chunks for a request. Published by the retriever to ``retrieved``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    request: ChatRequested = Field(description="The request being answered.")
+    chunks: tuple[RetrievedChunk, ...] = Field(
+        default=(), description="Top chunks, best first, all readable by the principal."
+    )
+    stats: RetrievalStats = Field(description="How the retrieval went.")
+
+
+# --------------------------------------------------------------------------- draft
+class DraftKind(StrEnum):
+    ANSWER = "answer"
+    ACTION = "action"
+    REFUSAL = "refusal"
+
+
+class RiskLevel(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    CRITICAL = "critical"
+
+
+class Citation(BaseModel):
+    model_config = _Frozen
+
+    marker: int = Field(ge=1, description="The n of `[n]` in the answer.")
+    chunk_id: str = Field(description="Cited chunk.")
+    doc_id: str = Field(description="Document of the cited chunk.")
+    title: str = Field(description="Title of the cited document.")
+    source_uri: str = Field(description="Where the cited document lives.")
+    section: str = Field(default="", description="Section heading path of the chunk.")
+
+
+class ProposedAction(BaseModel):
+    """A write the agent wants done; it runs only after approval."""
+
+    model_config = _Frozen
+
+    tool: str = Field(description="Registered tool name, e.g. issue_refund.")
+    arguments: dict[str, JsonValue] = Field(description="Arguments validated by the tool schema.")
+    risk: RiskLevel = Field(description="Risk level declared by the tool.")
+    summary: str = Field(description="One line a human approver reads.")
+
+
+class DraftProduced(Event):
+    """An answer with citations, a refusal, or a proposed action. Agent → ``draft``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    request: ChatRequested = Field(description="The request being answered.")
+    kind: DraftKind = Field(description="answer, action or refusal.")
+    answer: str = Field(description="Text for the user; cites chunks as [n].")
+    citations: tuple[Citation, ...] = Field(default=(), description="What each [n] points at.")
+    action: ProposedAction | None = Field(default=None, description="Set when kind is action.")
+    model: str = Field(description="Model that produced the draft.")
+    retrieved_event_id: uuid.UUID = Field(description="The ContextRetrieved this draft used.")
+
+
+# --------------------------------------------------------------------------- approved
+class Decision(StrEnum):
+    AUTO_APPROVED = "auto_approved"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class Signoff(BaseModel):
+    model_config = _Frozen
+
+    approver_id: str = Field(description="User who decided.")
+    level: StaffLevel = Field(description="Their staff level at the time.")
+    decision: Literal["approve", "reject"] = Field(description="What they decided.")
+    reason: str = Field(default="", description="Why (required for rejections).")
+    at: datetime = Field(description="When.")
+
+
+class ExecutionResult(BaseModel):
+    model_config = _Frozen
+
+    status: Literal["succeeded", "failed"] = Field(description="Outcome of the action.")
+    idempotency_key: str = Field(description="Key the effect was executed under.")
+    effect_id: str | None = Field(default=None, description="Id of the effect (refund id, ...).")
+    detail: str = Field(default="", description="Human-readable result.")
+
+
+class DraftDecided(Event):
+    """The final decision on a draft. Approver → ``approved``; the gateway answers from it."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    draft: DraftProduced = Field(description="The draft decided on.")
+    decision: Decision = Field(description="auto_approved, approved, rejected or expired.")
+    policy: str = Field(description="Name of the policy rule that applied.")
+    signoffs: tuple[Signoff, ...] = Field(default=(), description="Human decisions, if any.")
+    reason: str = Field(default="", description="Why, in a sentence.")
+    execution: ExecutionResult | None = Field(
+        default=None, description="Result of executing an approved action."
+    )
+
+
+# --------------------------------------------------------------------------- audit
+class AuditOutcome(StrEnum):
+    OK = "ok"
+    DENIED = "denied"
+    ERROR = "error"
+    PENDING = "pending"
+
+
+class AuditRecorded(Event):
+    """One step of one saga, for the append-only audit log. Every service → ``audit``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    service: str = Field(description="Service that took the step.")
+    action: str = Field(description="What happened, dotted: retrieval.completed, dlq.routed, ...")
+    outcome: AuditOutcome = Field(default=AuditOutcome.OK, description="ok, denied, error, ...")
+    actor: str = Field(description="User id on whose behalf, or the service itself.")
+    subject_event_id: uuid.UUID | None = Field(
+        default=None, description="The event this step handled or produced."
+    )
+    trace_id: str | None = Field(default=None, description="W3C trace id of the saga.")
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="Small JSON facts about the step; never secrets or PII."
+    )

@@ -1,0 +1,31 @@
+"""Alembic environment: plain SQL migrations over psycopg 3, no ORM models."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, pool, text
+
+config = context.config
+
+
+def run() -> None:
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        # Several processes may migrate at once (CI, replicas): serialise them.
+        connection.execute(text("SELECT pg_advisory_lock(7215001)"))
+        connection.commit()
+        try:
+            context.configure(connection=connection, transaction_per_migration=True)
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(7215001)"))
+            connection.commit()
+
+
+if context.is_offline_mode():
+    context.configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run()

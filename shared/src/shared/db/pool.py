@@ -1,0 +1,29 @@
+"""The psycopg 3 async connection pool every stateful service uses."""
+
+from __future__ import annotations
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from shared.settings import DatabaseSettings
+
+__all__ = ["open_pool"]
+
+
+async def open_pool(settings: DatabaseSettings, *, name: str) -> AsyncConnectionPool:
+    """Open a pool and wait until it holds a working connection.
+
+    ``wait()`` makes start-up fail fast and loudly when the database is unreachable, instead
+    of the first message failing later.
+    """
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        settings.dsn,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        name=name,
+        open=False,
+        timeout=settings.connect_timeout_s,
+        kwargs={"row_factory": dict_row, "autocommit": False, "application_name": name},
+    )
+    await pool.open(wait=True, timeout=settings.connect_timeout_s)
+    return pool

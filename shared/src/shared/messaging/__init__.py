@@ -1,0 +1,6 @@
+"""Broker factory, event bus (publish, consume, dead-letter) and header conventions."""
+
+from .broker import consumer_options, make_broker
+from .bus import NIL_REQUEST_ID, EventBus, is_transient
+
+__all__ = ["NIL_REQUEST_ID", "EventBus", "consumer_options", "is_transient", "make_broker"]

@@ -1,0 +1,301 @@
+"""Publishing and consuming the saga's events, with the dead-letter route.
+
+``EventBus`` is the only way services touch topics: it adds the platform headers
+(``request_id``, ``tenant_id``, ``schema``; ``traceparent`` comes from the telemetry
+middleware), keys every message by ``request_id`` so a saga stays on one partition and in
+order, and records audit steps.
+
+``subscribe`` wraps a plain ``async def handler(event)`` into a FastStream subscriber that:
+- decodes and validates the bytes; a message that can never be handled (malformed JSON,
+  unknown ``schema_version``, missing fields, wrong type) goes to ``<topic>.dlq`` with the
+  reason in its headers, is audited, its offset is committed, and the consumer moves on;
+- retries a failing handler with exponential backoff and jitter; transient infrastructure
+  errors are retried without limit (the message is rewound, never skipped), anything else
+  is dead-lettered after ``max_attempts`` so one poisonous message cannot stall a partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker, KafkaMessage
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from shared.contracts import (
+    EVENT_OF_TOPIC,
+    AuditOutcome,
+    AuditRecorded,
+    DecodeError,
+    Event,
+    Topic,
+    dead_letter_topic,
+    decode,
+    derive_event_id,
+)
+from shared.settings import KafkaSettings
+from shared.telemetry import current_trace_id
+
+from .broker import consumer_options
+
+__all__ = ["NIL_REQUEST_ID", "EventBus", "is_transient"]
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+#: Stands in for the request id of a message too broken to carry one.
+NIL_REQUEST_ID = uuid.UUID(int=0)
+
+HEADER_REQUEST_ID = "request_id"
+HEADER_TENANT_ID = "tenant_id"
+HEADER_SCHEMA = "schema"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors of the infrastructure (database, broker, network) rather than of the message."""
+    import psycopg
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    return isinstance(
+        exc,
+        psycopg.OperationalError
+        | KafkaConnectionError
+        | KafkaTimeoutError
+        | TimeoutError
+        | ConnectionError,
+    )
+
+
+class EventBus:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        settings: KafkaSettings,
+        *,
+        service: str,
+        max_attempts: int = 4,
+    ) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.service = service
+        self.max_attempts = max_attempts
+
+    # ------------------------------------------------------------------ publishing
+    async def publish(self, topic: Topic, event: Event) -> None:
+        await self.broker.publish(
+            event.to_bytes(),
+            topic=self.settings.topic(topic),
+            key=str(event.request_id).encode(),
+            headers=self._headers(event),
+        )
+
+    async def audit(
+        self,
+        *,
+        request_id: uuid.UUID,
+        tenant_id: str,
+        action: str,
+        actor: str,
+        subject_event_id: uuid.UUID | None = None,
+        outcome: AuditOutcome = AuditOutcome.OK,
+        details: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+    ) -> AuditRecorded:
+        """Record one step. The record's id is derived from what it is about, so handling a
+        redelivered message records the same step again with the same id and the auditor
+        keeps one row."""
+        anchor = dedupe_key or str(subject_event_id or uuid.uuid4())
+        record = AuditRecorded(
+            event_id=derive_event_id(anchor, f"audit:{self.service}:{action}"),
+            request_id=request_id,
+            tenant_id=tenant_id,
+            service=self.service,
+            action=action,
+            outcome=outcome,
+            actor=actor,
+            subject_event_id=subject_event_id,
+            trace_id=current_trace_id(),
+            details=details or {},
+        )
+        await self.publish(Topic.AUDIT, record)
+        return record
+
+    @staticmethod
+    def _headers(event: Event) -> dict[str, str]:
+        return {
+            HEADER_REQUEST_ID: str(event.request_id),
+            HEADER_TENANT_ID: event.tenant_id,
+            HEADER_SCHEMA: event.schema_name(),
+            "content-type": "application/json",
+        }
+
+    # ------------------------------------------------------------------ consuming
+    def subscribe(
+        self,
+        topic: Topic,
+        handler: Callable[[Any], Awaitable[None]],
+        *,
+        group_id: str,
+    ) -> None:
+        """Consume ``topic`` one message at a time with ``handler(event)``."""
+        event_type = EVENT_OF_TOPIC[topic]
+
+        async def on_message(msg: KafkaMessage) -> None:
+            record = msg.raw_message
+            assert isinstance(record, ConsumerRecord)
+            event = await self._decode_or_dead_letter(topic, event_type, record, group_id)
+            if event is not None:
+                await self._run(handler, event, topic, record, group_id)
+
+        self.broker.subscriber(
+            self.settings.topic(topic),
+            title=f"{self.service}:{topic}",
+            description=f"{self.service} consumes {event_type.schema_name()}",
+            **consumer_options(self.settings, group_id=group_id),
+        )(on_message)
+
+    def subscribe_batch(
+        self,
+        topic: Topic,
+        handler: Callable[[Sequence[Any]], Awaitable[None]],
+        *,
+        group_id: str,
+        max_records: int = 500,
+    ) -> None:
+        """Consume ``topic`` in batches (for write-heavy projections such as the audit log)."""
+        event_type = EVENT_OF_TOPIC[topic]
+
+        async def on_batch(msg: KafkaMessage) -> None:
+            records = msg.raw_message
+            batch = records if isinstance(records, tuple) else (records,)
+            events = []
+            for record in batch:
+                event = await self._decode_or_dead_letter(topic, event_type, record, group_id)
+                if event is not None:
+                    events.append(event)
+            if events:
+                await self._run(handler, events, topic, batch[0], group_id)
+
+        options = consumer_options(self.settings, group_id=group_id)
+        options["max_poll_records"] = max_records
+        self.broker.subscriber(
+            self.settings.topic(topic),
+            batch=True,
+            title=f"{self.service}:{topic}:batch",
+            description=f"{self.service} consumes {event_type.schema_name()} in batches",
+            **options,
+        )(on_batch)
+
+    async def _decode_or_dead_letter(
+        self, topic: Topic, event_type: type[E], record: ConsumerRecord[Any, Any], group_id: str
+    ) -> E | None:
+        headers = _headers_of(record)
+        try:
+            return decode(event_type, record.value or b"", headers.get(HEADER_SCHEMA))
+        except DecodeError as err:
+            await self.dead_letter(topic, record, group_id, reason=err.reason, detail=err.detail)
+            return None
+
+    async def _run(
+        self,
+        handler: Callable[[Any], Awaitable[None]],
+        payload: Any,
+        topic: Topic,
+        record: ConsumerRecord[Any, Any],
+        group_id: str,
+    ) -> None:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await handler(payload)
+        except Exception as exc:
+            if is_transient(exc):
+                # Infrastructure is down: rewind and try again later, never skip.
+                log.warning("transient failure on %s offset %s: %r", topic, record.offset, exc)
+                raise
+            log.exception("handler failed on %s offset %s; dead-lettering", topic, record.offset)
+            await self.dead_letter(
+                topic, record, group_id, reason="handler_failed", detail=repr(exc)[:500]
+            )
+
+    async def dead_letter(
+        self,
+        topic: Topic,
+        record: ConsumerRecord[Any, Any],
+        group_id: str,
+        *,
+        reason: str,
+        detail: str,
+    ) -> None:
+        headers = _headers_of(record)
+        dlq_headers = {
+            **headers,
+            "dlq_reason": reason,
+            "dlq_detail": detail[:1000],
+            "dlq_source_topic": record.topic,
+            "dlq_partition": str(record.partition),
+            "dlq_offset": str(record.offset),
+            "dlq_consumer_group": group_id,
+            "dlq_service": self.service,
+        }
+        await self.broker.publish(
+            record.value or b"",
+            topic=dead_letter_topic(self.settings.topic(topic)),
+            key=record.key,
+            headers=dlq_headers,
+        )
+        request_id = _uuid_or_nil(headers.get(HEADER_REQUEST_ID))
+        await self.audit(
+            request_id=request_id,
+            tenant_id=headers.get(HEADER_TENANT_ID) or "unknown",
+            action="dlq.routed",
+            actor=self.service,
+            outcome=AuditOutcome.ERROR,
+            details={
+                "topic": str(topic),
+                "reason": reason,
+                "detail": detail[:300],
+                "partition": record.partition,
+                "offset": record.offset,
+                "group": group_id,
+            },
+            dedupe_key=f"{record.topic}:{record.partition}:{record.offset}:{group_id}",
+        )
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason
+        )
+
+
+def _headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in _iter_headers(record.headers):
+        try:
+            out[key] = value.decode() if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def _iter_headers(headers: Iterable[tuple[str, bytes]] | None) -> Iterable[tuple[str, bytes]]:
+    return headers or ()
+
+
+def _uuid_or_nil(value: str | None) -> uuid.UUID:
+    try:
+        return uuid.UUID(value) if value else NIL_REQUEST_ID
+    except ValueError:
+        return NIL_REQUEST_ID

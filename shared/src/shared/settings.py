@@ -1,0 +1,164 @@
+"""Settings shared by every service.
+
+Each block reads its own environment prefix (``KAFKA_``, ``DATABASE_``, ``TELEMETRY_``,
+``AUTH_``) so one environment configures the whole stack, and a service can still override a
+block under its own prefix (``RETRIEVER_KAFKA__FETCH_MAX_WAIT_MS=20``). Settings are built only
+in composition roots and test fixtures, never at import time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "DEV_JWT_SECRET",
+    "AuthSettings",
+    "DatabaseSettings",
+    "Environment",
+    "HttpSettings",
+    "KafkaSettings",
+    "ServiceSettings",
+    "TelemetrySettings",
+]
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _block(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the broker, and the client tunings that differ between brokers.
+
+    The defaults suit real Apache Kafka. The local Tansu broker needs short fetch waits and
+    group timeouts and no idempotent producer; `deploy/local.env` sets those, not the code.
+    """
+
+    model_config = _block("KAFKA_")
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name (isolates test runs)."
+    )
+    partitions: int = Field(default=6, ge=1, description="Partitions when creating topics.")
+    replication_factor: int = Field(default=1, ge=1)
+    enable_idempotence: bool = Field(
+        default=True, description="Idempotent producer; must be off on Tansu."
+    )
+    acks: Literal["all", 1, 0] = "all"
+    linger_ms: int = Field(default=0, ge=0)
+    fetch_max_wait_ms: int = Field(
+        default=500, ge=0, description="Tansu answers a waiting fetch late: use 10-20 locally."
+    )
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(default=100, ge=1)
+    request_timeout_ms: int = Field(default=40_000, ge=1000)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+class DatabaseSettings(BaseSettings):
+    """PostgreSQL, the system of record (``DATABASE_URL``)."""
+
+    model_config = _block("DATABASE_")
+
+    url: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/support"),
+        description="libpq connection URL.",
+    )
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=8, ge=1)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @property
+    def dsn(self) -> str:
+        return self.url.get_secret_value()
+
+
+class TelemetrySettings(BaseSettings):
+    model_config = _block("TELEMETRY_")
+
+    exporter: Literal["otlp", "console", "none"] = Field(
+        default="none", description="Where spans go. otlp uses OTEL_EXPORTER_OTLP_ENDPOINT."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP base URL, e.g. http://127.0.0.1:4318."
+    )
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    log_level: str = Field(default="INFO")
+    log_format: Literal["json", "text"] = "text"
+
+
+class HttpSettings(BaseSettings):
+    model_config = _block("HTTP_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+
+DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"  # noqa: S105 - refused outside development
+
+
+class AuthSettings(BaseSettings):
+    """Token verification. HS256 with a shared secret, or RS256/ES256 with a public key."""
+
+    model_config = _block("AUTH_")
+
+    jwt_secret: SecretStr | None = Field(
+        default=SecretStr(DEV_JWT_SECRET), description="HMAC key (HS256)."
+    )
+    jwt_public_key: str | None = Field(default=None, description="PEM public key (RS/ES256).")
+    jwt_private_key: SecretStr | None = Field(
+        default=None, description="PEM private key, only where tokens are minted."
+    )
+    algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
+    issuer: str = "support-platform"
+    audience: str = "support-platform"
+    leeway_s: int = Field(default=10, ge=0)
+    max_ttl_s: int = Field(default=24 * 3600, ge=60, description="Tokens living longer are refused.")
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's settings: the shared blocks plus the service's own fields."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__", extra="forbid", frozen=True, populate_by_name=True
+    )
+
+    environment: Environment = Field(
+        default=Environment.DEVELOPMENT,
+        validation_alias="PLATFORM_ENV",
+        description="development, test or production (production refuses dev defaults).",
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Self:
+        if self.environment is Environment.PRODUCTION:
+            secret = self.auth.jwt_secret
+            if self.auth.algorithm == "HS256" and (
+                secret is None or secret.get_secret_value() == DEV_JWT_SECRET
+            ):
+                raise ValueError("AUTH_JWT_SECRET must be set to a real secret in production")
+            if not self.kafka.enable_idempotence:
+                raise ValueError("KAFKA_ENABLE_IDEMPOTENCE must stay on against real Kafka")
+        return self

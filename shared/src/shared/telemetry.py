@@ -1,0 +1,156 @@
+"""Tracing, metrics and logging, set up once per process by the composition root.
+
+Spans leave through OTLP/HTTP (to a collector in production, to the dev stack's span sink
+locally). Metrics are exposed in Prometheus format on each service's ``/metrics``: FastStream's
+Prometheus middleware and OpenTelemetry instruments (GenAI token usage, ...) share one registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from prometheus_client import CollectorRegistry
+from pythonjsonlogger.json import JsonFormatter
+
+from shared.settings import TelemetrySettings
+
+__all__ = ["Telemetry", "current_trace_id", "setup"]
+
+#: Redacts personal data and secrets from a string (see shared.guardrails.pii).
+Redactor = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    service_name: str
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    registry: CollectorRegistry
+
+    def tracer(self, name: str) -> trace.Tracer:
+        return self.tracer_provider.get_tracer(name)
+
+    def meter(self, name: str) -> metrics.Meter:
+        return self.meter_provider.get_meter(name)
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+class _RedactingExporter(SpanExporter):
+    """Scrubs string attributes and event attributes before spans leave the process.
+
+    Spans are immutable once ended, so redaction happens on export: nothing personal reaches
+    the collector even if an instrumentation library recorded it.
+    """
+
+    def __init__(self, inner: SpanExporter, redact: Redactor) -> None:
+        self._inner = inner
+        self._redact = redact
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export([self._scrub(span) for span in spans])
+
+    def _scrub(self, span: ReadableSpan) -> ReadableSpan:
+        attributes = {
+            k: self._redact(v) if isinstance(v, str) else v for k, v in (span.attributes or {}).items()
+        }
+        span._attributes = attributes  # type: ignore[attr-defined]  # copy-on-export is not offered
+        return span
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def setup(
+    settings: TelemetrySettings,
+    service_name: str,
+    *,
+    redact: Redactor | None = None,
+    span_exporter: SpanExporter | None = None,
+) -> Telemetry:
+    """Build tracer and meter providers for ``service_name`` and configure logging.
+
+    ``span_exporter`` lets tests capture spans in memory; otherwise ``settings.exporter`` decides.
+    Providers are returned, not only installed globally, so several services can live in one
+    test process without sharing a provider.
+    """
+    resource = Resource.create({"service.name": service_name, "service.namespace": "support"})
+    tracer_provider = TracerProvider(
+        resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio))
+    )
+    exporter = span_exporter or _exporter_from(settings)
+    if exporter is not None:
+        if redact is not None:
+            exporter = _RedactingExporter(exporter, redact)
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(exporter, schedule_delay_millis=200, max_export_batch_size=256)
+        )
+    registry = CollectorRegistry()
+    meter_provider = MeterProvider(
+        resource=resource,
+        metric_readers=[PrometheusMetricReader(registry=registry, disable_target_info=True)],
+    )
+    _configure_logging(settings, service_name, redact)
+    return Telemetry(service_name, tracer_provider, meter_provider, registry)
+
+
+def _exporter_from(settings: TelemetrySettings) -> SpanExporter | None:
+    if settings.exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = settings.otlp_endpoint
+        return OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None)
+    if settings.exporter == "console":
+        return ConsoleSpanExporter(out=sys.stderr)
+    return None
+
+
+def _configure_logging(settings: TelemetrySettings, service: str, redact: Redactor | None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", static_fields={"service": service})
+        )
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s"))
+    if redact is not None:
+        handler.addFilter(_RedactingFilter(redact))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
