@@ -19,14 +19,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY, generate_latest
+from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.db import open_pool
 from shared.messaging import EventBus, make_broker
 from shared.settings import ServiceSettings
 from shared.telemetry import Redactor, Telemetry, setup
 
-__all__ = ["BodyLimitMiddleware", "Service"]
+__all__ = ["BodyLimitMiddleware", "Database", "Service"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class Service:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._checks: dict[str, Check] = {"broker": self._broker_alive}
+        self._routers: list[APIRouter] = []
         self.started = asyncio.Event()
 
     def on_startup(self, hook: Hook) -> Hook:
@@ -64,6 +67,18 @@ class Service:
 
     def add_health_check(self, name: str, check: Check) -> None:
         self._checks[name] = check
+
+    def include_router(self, router: APIRouter) -> None:
+        """Add service-specific HTTP routes next to /healthz and /metrics."""
+        self._routers.append(router)
+
+    def use_database(self) -> Database:
+        """A pool opened at start-up, closed at shutdown and checked by ``/healthz``."""
+        db = Database(self)
+        self.on_startup(db.open)
+        self.on_shutdown(db.close)
+        self.add_health_check("database", db.alive)
+        return db
 
     async def _broker_alive(self) -> bool:
         return bool(await self.broker.ping(timeout=2.0))
@@ -99,7 +114,7 @@ class Service:
                 results[name] = False
         return results
 
-    def http_app(self, *routers: APIRouter, title: str | None = None, **fastapi_kwargs: Any) -> FastAPI:
+    def http_app(self, *, title: str | None = None, **fastapi_kwargs: Any) -> FastAPI:
         service = self
 
         @asynccontextmanager
@@ -116,7 +131,11 @@ class Service:
             checks = await service.health()
             ok = service.started.is_set() and all(checks.values())
             return JSONResponse(
-                {"status": "ok" if ok else "unavailable", "service": service.name, "checks": checks},
+                {
+                    "status": "ok" if ok else "unavailable",
+                    "service": service.name,
+                    "checks": checks,
+                },
                 status_code=200 if ok else 503,
             )
 
@@ -125,9 +144,34 @@ class Service:
             body = generate_latest(service.telemetry.registry) + generate_latest(REGISTRY)
             return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
-        for router in routers:
+        for router in self._routers:
             app.include_router(router)
         return app
+
+
+class Database:
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._pool: AsyncConnectionPool | None = None
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        if self._pool is None:
+            raise RuntimeError("database pool used before the service started")
+        return self._pool
+
+    async def open(self) -> None:
+        self._pool = await open_pool(self._service.settings.database, name=self._service.name)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def alive(self) -> bool:
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -213,7 +257,10 @@ class BodyLimitMiddleware:
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})

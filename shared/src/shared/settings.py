@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -103,8 +103,10 @@ class TelemetrySettings(BaseSettings):
     log_format: Literal["json", "text"] = "text"
 
 
-class HttpSettings(BaseSettings):
-    model_config = _block("HTTP_")
+class HttpSettings(BaseModel):
+    """Per service (``<SERVICE>_HTTP__PORT``): each service listens on its own port."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -130,7 +132,9 @@ class AuthSettings(BaseSettings):
     issuer: str = "support-platform"
     audience: str = "support-platform"
     leeway_s: int = Field(default=10, ge=0)
-    max_ttl_s: int = Field(default=24 * 3600, ge=60, description="Tokens living longer are refused.")
+    max_ttl_s: int = Field(
+        default=24 * 3600, ge=60, description="Tokens living longer are refused."
+    )
 
 
 class ServiceSettings(BaseSettings):

@@ -69,7 +69,8 @@ class _RedactingExporter(SpanExporter):
 
     def _scrub(self, span: ReadableSpan) -> ReadableSpan:
         attributes = {
-            k: self._redact(v) if isinstance(v, str) else v for k, v in (span.attributes or {}).items()
+            k: self._redact(v) if isinstance(v, str) else v
+            for k, v in (span.attributes or {}).items()
         }
         span._attributes = attributes  # type: ignore[attr-defined]  # copy-on-export is not offered
         return span
@@ -122,7 +123,20 @@ def setup(
         metric_readers=[PrometheusMetricReader(registry=registry, disable_target_info=True)],
     )
     _configure_logging(settings, service_name, redact)
+    _install_globally(tracer_provider, meter_provider)
     return Telemetry(service_name, tracer_provider, meter_provider, registry)
+
+
+def _install_globally(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+    """Make these the process-wide providers, so module-level ``trace.get_tracer`` works.
+
+    A process runs one service; when tests build several services in one process, the first
+    one's providers stay global (OpenTelemetry allows setting them once).
+    """
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(tracer_provider)
+    if not isinstance(metrics.get_meter_provider(), MeterProvider):
+        metrics.set_meter_provider(meter_provider)
 
 
 def _exporter_from(settings: TelemetrySettings) -> SpanExporter | None:
@@ -140,10 +154,14 @@ def _configure_logging(settings: TelemetrySettings, service: str, redact: Redact
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(
-            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", static_fields={"service": service})
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s", static_fields={"service": service}
+            )
         )
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
+        )
     if redact is not None:
         handler.addFilter(_RedactingFilter(redact))
     root = logging.getLogger()

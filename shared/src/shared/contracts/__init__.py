@@ -3,6 +3,7 @@
 from .base import Event, derive_event_id, new_event_id, utcnow
 from .codec import EVENT_OF_TOPIC, DecodeError, decode, register_upcaster
 from .events import (
+    MAX_MESSAGE_CHARS,
     AuditOutcome,
     AuditRecorded,
     ChatRequested,
@@ -24,13 +25,14 @@ from .topics import DLQ_SUFFIX, Topic, dead_letter_topic
 __all__ = [
     "DLQ_SUFFIX",
     "EVENT_OF_TOPIC",
+    "MAX_MESSAGE_CHARS",
     "AuditOutcome",
     "AuditRecorded",
     "ChatRequested",
     "Citation",
     "ContextRetrieved",
-    "DecodeError",
     "Decision",
+    "DecodeError",
     "DraftDecided",
     "DraftKind",
     "DraftProduced",

@@ -77,7 +77,8 @@ def decode(event_type: type[E], raw: bytes, schema_header: str | None = None) ->
     if version > current or version < 1:
         raise DecodeError(
             "unknown_schema_version",
-            f"{event_type.schema_name()} schema_version {version} (this consumer knows 1..{current})",
+            f"{event_type.schema_name()} schema_version {version}"
+            f" (this consumer knows 1..{current})",
         )
     while version < current:
         step = _UPCASTERS.get((event_type.schema_name(), version))

@@ -21,7 +21,8 @@ def upgrade() -> None:
     CREATE SCHEMA IF NOT EXISTS approvals;
     CREATE SCHEMA IF NOT EXISTS gateway;
 
-    -- Append-only, hash-chained audit log (auditor). hash = sha256(prev_hash || canonical row).
+    -- Append-only, hash-chained audit log (auditor). `record` is the canonical JSON of the
+    -- step and hash = sha256(prev_hash || record); the other columns mirror it for queries.
     CREATE TABLE audit.records (
         seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         event_id         uuid        NOT NULL UNIQUE,
@@ -36,6 +37,7 @@ def upgrade() -> None:
         occurred_at      timestamptz NOT NULL,
         recorded_at      timestamptz NOT NULL DEFAULT now(),
         details          jsonb       NOT NULL DEFAULT '{}'::jsonb,
+        record           text        NOT NULL,
         prev_hash        text        NOT NULL,
         hash             text        NOT NULL
     );

@@ -1,0 +1,68 @@
+# The commands people type. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+RUN := $(UV) run --frozen
+DATA ?= ../shared/data/scifact
+SPLIT ?= train
+
+.PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval asyncapi clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+install: $(UV) ## Install every package and dev tool from the lock file
+	$(UV) sync --all-packages --frozen
+
+up: install ## Run the platform locally (broker, PostgreSQL, five services) and print URLs and a token
+	$(RUN) devstack up
+
+down: ## Stop exactly what `make up` started
+	$(RUN) devstack down
+
+status: ## Health of each running service
+	$(RUN) devstack status
+
+demo: ## Send the demo questions through the running stack
+	$(RUN) devstack demo
+
+test: install ## All tests: unit, integration (real broker + PostgreSQL + index) and end to end
+	$(RUN) pytest
+
+test-unit: install ## Unit tests only
+	$(RUN) pytest -m unit
+
+test-integration: install ## Integration tests only
+	$(RUN) pytest -m integration
+
+test-e2e: install ## End-to-end tests only
+	$(RUN) pytest -m e2e
+
+lint: install ## ruff format check + ruff lint
+	$(RUN) ruff format --check .
+	$(RUN) ruff check .
+
+format: install ## Apply ruff formatting and fixes
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+typecheck: install ## mypy --strict over the packages
+	$(RUN) mypy shared/src services/*/src deploy/devstack/src evals/src
+
+eval: install ## Evaluate the platform end to end against a throw-away stack
+	$(RUN) python -m evals.run
+
+bench-saga: install ## Saga latency and throughput through the running stack vs in-process floor
+	$(RUN) python -m evals.bench_saga
+
+bench-retrieval: install ## Retrieval quality and latency on a BEIR dataset (DATA=..., SPLIT=...)
+	$(RUN) python -m evals.bench_retrieval --data $(DATA) --split $(SPLIT)
+
+asyncapi: install ## Write the AsyncAPI document of every topic to docs/asyncapi.json
+	$(RUN) python -m evals.asyncapi > docs/asyncapi.json
+
+clean: ## Remove caches and local state (stop the stack first)
+	rm -rf .stack .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Evaluation runner, benchmarks and stack fixtures."""

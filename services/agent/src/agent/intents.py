@@ -1,0 +1,139 @@
+"""Recognising requests for action (refund, password reset, ticket, escalation) by rules.
+
+Only requests are actions: "how long do refunds take?" is a question for the knowledge base,
+"please refund order HP-10023" is a request. A request missing what it needs (a refund without
+an order number) is answered with what is missing, not guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from shared.contracts import RiskLevel
+
+__all__ = ["Intent", "detect_intent"]
+
+_ORDER = re.compile(r"\b((?:HP|TW|ORD)-?\d{3,})\b", re.IGNORECASE)
+_AMOUNT = re.compile(
+    r"(?:(?P<sym>[€$£])\s?(?P<a1>\d{1,6}(?:[.,]\d{1,2})?))"
+    r"|(?:(?P<a2>\d{1,6}(?:[.,]\d{1,2})?)\s?(?P<cur>eur|euros?|€|usd|dollars?|\$|gbp|£))",
+    re.IGNORECASE,
+)
+_CURRENCY = {
+    "€": "EUR",
+    "eur": "EUR",
+    "euro": "EUR",
+    "euros": "EUR",
+    "$": "USD",
+    "usd": "USD",
+    "dollar": "USD",
+    "dollars": "USD",
+    "£": "GBP",
+    "gbp": "GBP",
+}
+_QUESTION_START = re.compile(
+    r"^\s*(how|what|when|why|where|which|who|is|are|does|do|will|would)\b", re.IGNORECASE
+)
+_REQUEST_CUE = re.compile(
+    r"\b(please|i want|i'd like|i would like|i need|can you|could you|would you|kindly|"
+    r"go ahead|issue|process|give me|send me)\b",
+    re.IGNORECASE,
+)
+
+_RULES: list[tuple[str, re.Pattern[str]]] = [
+    (
+        "reset_password",
+        re.compile(
+            r"\b(reset|forgot|forgotten|recover|unlock|change)\b[^.?!]{0,40}\bpassword\b"
+            r"|\bpassword reset\b|\blocked out\b",
+            re.IGNORECASE,
+        ),
+    ),
+    ("issue_refund", re.compile(r"\b(refund|money back|reimburse\w*|chargeback)\b", re.IGNORECASE)),
+    (
+        "escalate",
+        re.compile(
+            r"\bescalat\w*\b|\b(speak|talk)\s+to\s+(a|an|your|the)\s+(manager|supervisor)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "create_ticket",
+        re.compile(
+            r"\b(open|create|file|raise|log|submit)\b[^.?!]{0,30}\b(ticket|case|complaint)\b"
+            r"|\breport (a|an|the)?\s*(problem|issue|fault|defect)\b",
+            re.IGNORECASE,
+        ),
+    ),
+]
+
+_RISK = {
+    "issue_refund": RiskLevel.WRITE,
+    "create_ticket": RiskLevel.WRITE,
+    "escalate": RiskLevel.WRITE,
+    "reset_password": RiskLevel.CRITICAL,
+}
+
+
+@dataclass(frozen=True)
+class Intent:
+    tool: str
+    arguments: dict[str, Any]
+    risk: RiskLevel
+    missing: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def detect_intent(message: str, *, user_id: str) -> Intent | None:
+    tool = next((name for name, rule in _RULES if rule.search(message)), None)
+    if tool is None:
+        return None
+    is_request = bool(
+        _REQUEST_CUE.search(message) or _ORDER.search(message)
+    ) or not _QUESTION_START.match(message)
+    if not is_request or (_QUESTION_START.match(message) and not _REQUEST_CUE.search(message)):
+        return None
+    args: dict[str, Any] = {}
+    missing: list[str] = []
+    summary = message.strip()[:300]
+    if tool == "issue_refund":
+        order = _ORDER.search(message)
+        amount = _amount(message)
+        if order:
+            args["order_id"] = order.group(1).upper()
+        else:
+            missing.append("order_id")
+        if amount:
+            args["amount"], args["currency"] = amount
+        args["reason"] = summary
+    elif tool == "reset_password":
+        args["user_id"] = user_id
+        args["reason"] = summary
+    elif tool == "create_ticket":
+        order = _ORDER.search(message)
+        if order:
+            args["order_id"] = order.group(1).upper()
+        args["subject"] = summary[:120]
+        args["description"] = summary
+    else:
+        args["reason"] = summary
+    return Intent(tool, args, _RISK[tool], tuple(missing))
+
+
+def _amount(message: str) -> tuple[str, str] | None:
+    match = _AMOUNT.search(message)
+    if not match:
+        return None
+    raw = match.group("a1") or match.group("a2")
+    symbol = (match.group("sym") or match.group("cur") or "").lower()
+    try:
+        value = Decimal(raw.replace(",", "."))
+    except InvalidOperation:
+        return None
+    return f"{value:.2f}", _CURRENCY.get(symbol, "EUR")

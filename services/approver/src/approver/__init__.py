@@ -1,0 +1,1 @@
+"""Approver: the policy gate between a draft and its effect."""

@@ -1,0 +1,1 @@
+"""Auditor: the append-only, hash-chained record of every step of every saga."""

