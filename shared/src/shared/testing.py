@@ -7,7 +7,10 @@ pytest walks ``shared/tests``: otherwise pytest's importlib mode would register 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
@@ -25,3 +28,24 @@ def chat(principal: Principal) -> ChatRequested:
     return ChatRequested(
         request_id=uuid.uuid4(), tenant_id=principal.tenant_id, principal=principal, message="hi"
     )
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, every: float = 0.05
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with a clear message at the deadline.
+
+    Cross-service tests wait for effects this way instead of sleeping a fixed time.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {probe!r}")
+        await asyncio.sleep(every)

@@ -14,17 +14,11 @@ __all__ = ["alembic_config", "current", "ensure_database", "upgrade"]
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _sqlalchemy_url(dsn: str) -> str:
-    for prefix in ("postgresql://", "postgres://"):
-        if dsn.startswith(prefix):
-            return "postgresql+psycopg://" + dsn[len(prefix) :]
-    return dsn
-
-
 def alembic_config(dsn: str) -> Config:
+    """Any libpq connection string works (URL or key=value): psycopg opens the connection."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", _sqlalchemy_url(dsn).replace("%", "%%"))
+    cfg.attributes["dsn"] = dsn
     return cfg
 
 

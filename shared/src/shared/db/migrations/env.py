@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
@@ -9,7 +10,10 @@ config = context.config
 
 
 def run() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
+    dsn = config.attributes["dsn"]
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=pool.NullPool
+    )
     with engine.connect() as connection:
         # Several processes may migrate at once (CI, replicas): serialise them.
         connection.execute(text("SELECT pg_advisory_lock(7215001)"))
@@ -24,7 +28,7 @@ def run() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True)
+    context.configure(dialect_name="postgresql", literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 else:

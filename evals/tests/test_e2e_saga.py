@@ -1,0 +1,247 @@
+"""End to end: the whole stack as processes (broker, PostgreSQL, five services, span sink).
+
+One module-scoped stack; each test drives it over HTTP like a client would, and inspects the
+topics, the trace sink and the database like an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from devstack.pytest_plugin import TopicProbe
+from devstack.stack import SERVICES, LocalStack, StackConfig
+from shared.auth import TokenService
+from shared.settings import AuthSettings, KafkaSettings
+from shared.testing import eventually
+
+pytestmark = pytest.mark.e2e
+
+L2_ONLY_DOC = "hp-l2-refund-exceptions-goodwill"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[LocalStack]:
+    from psycopg import conninfo
+
+    config = StackConfig.ephemeral(tmp_path_factory.mktemp("stack"))
+    config.database_url = conninfo.make_conninfo(
+        postgres_server, dbname=f"support_e2e_{uuid.uuid4().hex[:8]}"
+    )
+    local = LocalStack(config)
+    local.up(timeout=240)
+    try:
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="module")
+def tokens() -> TokenService:
+    return TokenService(AuthSettings())
+
+
+def _auth(tokens: TokenService, user: str, roles: list[str], level: str, tenant: str = "harborpine") -> dict[str, str]:
+    token = tokens.mint(user_id=user, tenant_id=tenant, roles=roles, level=level)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def gateway(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def topics(stack: LocalStack) -> AsyncIterator[TopicProbe]:
+    settings = KafkaSettings(bootstrap_servers=stack.env()["KAFKA_BOOTSTRAP_SERVERS"])
+    probe = TopicProbe(settings, ["request", "retrieved", "draft", "approved", "audit"])
+    await probe.start()
+    try:
+        yield probe
+    finally:
+        await probe.stop()
+
+
+async def _ask(client: httpx.AsyncClient, headers: dict[str, str], message: str) -> dict[str, Any]:
+    response = await client.post("/v1/chat", params={"wait": 20}, json={"message": message}, headers=headers)
+    assert response.status_code in (200, 202), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _db(stack: LocalStack) -> str:
+    return stack.state.database_url
+
+
+async def test_cited_answer_crosses_all_topics_one_trace_and_a_verified_audit_chain(
+    stack: LocalStack, gateway: httpx.AsyncClient, topics: TopicProbe, tokens: TokenService
+) -> None:
+    body = await _ask(
+        gateway, _auth(tokens, "casey", ["customer"], "none"),
+        "How many days do I have to return an item?",
+    )
+    assert body["status"] == "answered", body
+    result = body["result"]
+    assert result["citations"], "a grounded answer cites its sources"
+    for citation in result["citations"]:
+        assert f"[{citation['marker']}]" in result["answer"]
+    request_id = body["request_id"]
+
+    # Every topic carried this request, keyed by its id.
+    for topic in ("request", "retrieved", "draft", "approved", "audit"):
+        found = await topics.wait_for(
+            lambda m, t=topic: m["topic"] == t and m["headers"].get("request_id") == request_id
+        )
+        assert all(m["key"] == request_id.encode() for m in found)
+
+    # One trace: the spans of all five services share the trace id the gateway returned.
+    async def whole_trace() -> dict[str, Any] | None:
+        trace = httpx.get(f"{stack.sink_url}/traces/{body['trace_id']}", timeout=5).json()
+        return trace if set(trace["services"]) >= set(SERVICES) else None
+
+    trace = await eventually(whole_trace, timeout=20)
+    assert {s["trace_id"] for s in trace["spans"]} == {body["trace_id"]}
+
+    # The audit log holds one chained row per step of this saga.
+    async def audit_rows() -> list[tuple[Any, ...]] | None:
+        async with await psycopg.AsyncConnection.connect(_db(stack)) as conn:
+            cur = await conn.execute(
+                "SELECT action, service, event_id, prev_hash, hash FROM audit.records"
+                " WHERE request_id = %s ORDER BY seq",
+                (request_id,),
+            )
+            rows = await cur.fetchall()
+        return rows if len(rows) >= 4 else None
+
+    rows = await eventually(audit_rows)
+    assert [r[0] for r in rows] == [
+        "request.accepted", "retrieval.completed", "draft.produced", "draft.auto_approved"
+    ]
+    assert len({r[2] for r in rows}) == len(rows)
+    assert _verify(stack).returncode == 0
+
+
+def _verify(stack: LocalStack) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": _db(stack)}
+    return subprocess.run(
+        [sys.executable, "-m", "auditor.cli", "verify"], env=env, capture_output=True, text=True, check=False
+    )
+
+
+async def test_l1_never_receives_l2_only_chunks(
+    gateway: httpx.AsyncClient, topics: TopicProbe, tokens: TokenService
+) -> None:
+    question = "What is the monthly goodwill budget per agent?"
+    as_l1 = await _ask(gateway, _auth(tokens, "lee", ["support"], "L1"), question)
+    as_l2 = await _ask(gateway, _auth(tokens, "kim", ["support"], "L2"), question)
+
+    def retrieved_docs(request_id: str) -> set[str]:
+        messages = [
+            m for m in topics.on("retrieved") if m["headers"].get("request_id") == request_id
+        ]
+        assert messages
+        return {c["doc_id"] for m in messages for c in m["body"]["chunks"]}
+
+    await topics.wait_for(lambda m: m["topic"] == "retrieved" and m["headers"].get("request_id") == as_l2["request_id"])
+    l1_docs = retrieved_docs(as_l1["request_id"])
+    l2_docs = retrieved_docs(as_l2["request_id"])
+    assert L2_ONLY_DOC in l2_docs, "the L2 principal does get the L2 document (the test can fail)"
+    assert L2_ONLY_DOC not in l1_docs
+    assert all(c["doc_id"] != L2_ONLY_DOC for c in (as_l1["result"] or {}).get("citations", []))
+    for m in topics.on("retrieved"):
+        if m["headers"].get("request_id") == as_l1["request_id"]:
+            assert {c["min_level"] for c in m["body"]["chunks"]} <= {"none", "L1"}
+
+
+async def test_refund_stays_pending_across_an_approver_restart(
+    stack: LocalStack, gateway: httpx.AsyncClient, tokens: TokenService
+) -> None:
+    headers = _auth(tokens, "casey", ["customer"], "none")
+    body = await _ask(gateway, headers, "Please refund my order HP-10023 of 80 EUR, the stove arrived broken.")
+    assert body["status"] == "pending_approval", body
+    request_id = body["request_id"]
+
+    async def pending() -> list[tuple[Any, ...]]:
+        async with await psycopg.AsyncConnection.connect(_db(stack)) as conn:
+            cur = await conn.execute(
+                "SELECT status, tool, arguments FROM approvals.drafts WHERE request_id = %s", (request_id,)
+            )
+            return list(await cur.fetchall())
+
+    before = await pending()
+    assert before and before[0][0] == "pending" and before[0][1] == "issue_refund"
+    assert before[0][2]["order_id"] == "HP-10023"
+
+    stack.kill_process("approver")
+    stack.start_process("approver")
+    stack.wait_healthy(("approver",), timeout=60)
+
+    assert await pending() == before, "still exactly one pending approval, unchanged"
+    status = await gateway.get(f"/v1/requests/{request_id}", headers=headers)
+    assert status.json()["status"] == "pending_approval"
+    assert [s["action"] for s in status.json()["timeline"]][-1] == "approval.pending"
+
+
+async def test_a_second_gateway_replica_sees_requests_taken_by_the_first(
+    stack: LocalStack, tokens: TokenService, tmp_path: Path
+) -> None:
+    from devstack.ports import free_port
+
+    port = free_port()
+    env = {**os.environ, **stack.env(), "GATEWAY_HTTP__PORT": str(port)}
+    log = (tmp_path / "gateway-2.log").open("wb")
+    replica = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        async def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(healthy, timeout=60)
+        headers = _auth(tokens, "casey", ["customer"], "none")
+        async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as first:
+            posted = await first.post("/v1/chat", json={"message": "Do you price match?"}, headers=headers)
+        assert posted.status_code == 202
+        request_id = posted.json()["request_id"]
+        events: list[str] = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as second:
+            async with second.stream("GET", f"/v1/requests/{request_id}/events", headers=headers) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("event:"):
+                        events.append(line.split(":", 1)[1].strip())
+                    if line.startswith("data:") and events and events[-1] == "result":
+                        final = json.loads(line[5:])
+                        break
+        assert "step" in events
+        assert final["status"] in {"answered", "refused"}
+        assert final["settled"] is True
+    finally:
+        replica.terminate()
+        replica.wait(timeout=20)
+
+
+async def test_verify_fails_after_a_row_is_altered(stack: LocalStack) -> None:
+    # Runs last in this module: it breaks the chain on purpose.
+    async with await psycopg.AsyncConnection.connect(_db(stack)) as conn:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE audit.records SET details = '{\"forged\": true}',"
+            " record = replace(record, '\"details\":{', '\"details\":{\"forged\":true,')"
+            " WHERE seq = (SELECT min(seq) FROM audit.records)"
+        )
+        await conn.commit()
+    result = _verify(stack)
+    assert result.returncode == 1
+    assert "altered" in result.stderr
