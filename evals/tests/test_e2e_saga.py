@@ -51,7 +51,9 @@ def tokens() -> TokenService:
     return TokenService(AuthSettings())
 
 
-def _auth(tokens: TokenService, user: str, roles: list[str], level: str, tenant: str = "harborpine") -> dict[str, str]:
+def _auth(
+    tokens: TokenService, user: str, roles: list[str], level: str, tenant: str = "harborpine"
+) -> dict[str, str]:
     token = tokens.mint(user_id=user, tenant_id=tenant, roles=roles, level=level)
     return {"Authorization": f"Bearer {token}"}
 
@@ -74,7 +76,9 @@ async def topics(stack: LocalStack) -> AsyncIterator[TopicProbe]:
 
 
 async def _ask(client: httpx.AsyncClient, headers: dict[str, str], message: str) -> dict[str, Any]:
-    response = await client.post("/v1/chat", params={"wait": 20}, json={"message": message}, headers=headers)
+    response = await client.post(
+        "/v1/chat", params={"wait": 20}, json={"message": message}, headers=headers
+    )
     assert response.status_code in (200, 202), response.text
     body: dict[str, Any] = response.json()
     return body
@@ -88,7 +92,8 @@ async def test_cited_answer_crosses_all_topics_one_trace_and_a_verified_audit_ch
     stack: LocalStack, gateway: httpx.AsyncClient, topics: TopicProbe, tokens: TokenService
 ) -> None:
     body = await _ask(
-        gateway, _auth(tokens, "casey", ["customer"], "none"),
+        gateway,
+        _auth(tokens, "casey", ["customer"], "none"),
         "How many days do I have to return an item?",
     )
     assert body["status"] == "answered", body
@@ -126,7 +131,10 @@ async def test_cited_answer_crosses_all_topics_one_trace_and_a_verified_audit_ch
 
     rows = await eventually(audit_rows)
     assert [r[0] for r in rows] == [
-        "request.accepted", "retrieval.completed", "draft.produced", "draft.auto_approved"
+        "request.accepted",
+        "retrieval.completed",
+        "draft.produced",
+        "draft.auto_approved",
     ]
     assert len({r[2] for r in rows}) == len(rows)
     assert _verify(stack).returncode == 0
@@ -135,7 +143,11 @@ async def test_cited_answer_crosses_all_topics_one_trace_and_a_verified_audit_ch
 def _verify(stack: LocalStack) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": _db(stack)}
     return subprocess.run(
-        [sys.executable, "-m", "auditor.cli", "verify"], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "auditor.cli", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -153,7 +165,11 @@ async def test_l1_never_receives_l2_only_chunks(
         assert messages
         return {c["doc_id"] for m in messages for c in m["body"]["chunks"]}
 
-    await topics.wait_for(lambda m: m["topic"] == "retrieved" and m["headers"].get("request_id") == as_l2["request_id"])
+    await topics.wait_for(
+        lambda m: (
+            m["topic"] == "retrieved" and m["headers"].get("request_id") == as_l2["request_id"]
+        )
+    )
     l1_docs = retrieved_docs(as_l1["request_id"])
     l2_docs = retrieved_docs(as_l2["request_id"])
     assert L2_ONLY_DOC in l2_docs, "the L2 principal does get the L2 document (the test can fail)"
@@ -168,14 +184,17 @@ async def test_refund_stays_pending_across_an_approver_restart(
     stack: LocalStack, gateway: httpx.AsyncClient, tokens: TokenService
 ) -> None:
     headers = _auth(tokens, "casey", ["customer"], "none")
-    body = await _ask(gateway, headers, "Please refund my order HP-10023 of 80 EUR, the stove arrived broken.")
+    body = await _ask(
+        gateway, headers, "Please refund my order HP-10023 of 80 EUR, the stove arrived broken."
+    )
     assert body["status"] == "pending_approval", body
     request_id = body["request_id"]
 
     async def pending() -> list[tuple[Any, ...]]:
         async with await psycopg.AsyncConnection.connect(_db(stack)) as conn:
             cur = await conn.execute(
-                "SELECT status, tool, arguments FROM approvals.drafts WHERE request_id = %s", (request_id,)
+                "SELECT status, tool, arguments FROM approvals.drafts WHERE request_id = %s",
+                (request_id,),
             )
             return list(await cur.fetchall())
 
@@ -201,8 +220,11 @@ async def test_a_second_gateway_replica_sees_requests_taken_by_the_first(
     port = free_port()
     env = {**os.environ, **stack.env(), "GATEWAY_HTTP__PORT": str(port)}
     log = (tmp_path / "gateway-2.log").open("wb")
-    replica = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    replica = subprocess.Popen(
+        [sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
+
         async def healthy() -> bool:
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
@@ -212,12 +234,16 @@ async def test_a_second_gateway_replica_sees_requests_taken_by_the_first(
         await eventually(healthy, timeout=60)
         headers = _auth(tokens, "casey", ["customer"], "none")
         async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as first:
-            posted = await first.post("/v1/chat", json={"message": "Do you price match?"}, headers=headers)
+            posted = await first.post(
+                "/v1/chat", json={"message": "Do you price match?"}, headers=headers
+            )
         assert posted.status_code == 202
         request_id = posted.json()["request_id"]
         events: list[str] = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as second:
-            async with second.stream("GET", f"/v1/requests/{request_id}/events", headers=headers) as stream:
+            async with second.stream(
+                "GET", f"/v1/requests/{request_id}/events", headers=headers
+            ) as stream:
                 async for line in stream.aiter_lines():
                     if line.startswith("event:"):
                         events.append(line.split(":", 1)[1].strip())
@@ -238,7 +264,7 @@ async def test_verify_fails_after_a_row_is_altered(stack: LocalStack) -> None:
         await conn.execute("SET session_replication_role = replica")
         await conn.execute(
             "UPDATE audit.records SET details = '{\"forged\": true}',"
-            " record = replace(record, '\"details\":{', '\"details\":{\"forged\":true,')"
+            ' record = replace(record, \'"details":{\', \'"details":{"forged":true,\')'
             " WHERE seq = (SELECT min(seq) FROM audit.records)"
         )
         await conn.commit()

@@ -37,7 +37,9 @@ async def test_records_are_chained_idempotent_and_verifiable(
     service = build_service(settings)
     request_id = uuid.uuid4()
     events = [
-        AuditRecorded(request_id=request_id, tenant_id="t", service="s", action=f"step.{i}", actor="u")
+        AuditRecorded(
+            request_id=request_id, tenant_id="t", service="s", action=f"step.{i}", actor="u"
+        )
         for i in range(5)
     ]
     async with service.running():

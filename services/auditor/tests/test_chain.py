@@ -24,9 +24,17 @@ def _rows(n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         digest = link(prev, record)
         rows.append(
             {
-                "seq": seq, "event_id": event.event_id, "request_id": event.request_id,
-                "tenant_id": "t", "service": "svc", "action": f"step.{seq}", "outcome": "ok",
-                "actor": "u", "record": record, "prev_hash": prev, "hash": digest,
+                "seq": seq,
+                "event_id": event.event_id,
+                "request_id": event.request_id,
+                "tenant_id": "t",
+                "service": "svc",
+                "action": f"step.{seq}",
+                "outcome": "ok",
+                "actor": "u",
+                "record": record,
+                "prev_hash": prev,
+                "hash": digest,
             }
         )
         prev = digest

@@ -110,8 +110,9 @@ class TopicProbe:
         await self._consumer.start()
         partitions = []
         for topic in self._topics:
-            for p in self._consumer.partitions_for_topic(topic) or await _partitions(self._consumer, topic):
-                partitions.append(TopicPartition(topic, p))
+            known = self._consumer.partitions_for_topic(topic)
+            ids = known or await _partitions(self._consumer, topic)
+            partitions.extend(TopicPartition(topic, p) for p in ids)
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
         self._task = asyncio.create_task(self._read())
@@ -125,7 +126,13 @@ class TopicProbe:
             except ValueError:
                 body = None
             self.messages.append(
-                {"topic": record.topic, "key": record.key, "headers": headers, "body": body, "raw": record.value}
+                {
+                    "topic": record.topic,
+                    "key": record.key,
+                    "headers": headers,
+                    "body": body,
+                    "raw": record.value,
+                }
             )
 
     def on(self, topic: str) -> list[dict[str, Any]]:
@@ -151,7 +158,7 @@ class TopicProbe:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+    await consumer._client.force_metadata_update()
     return consumer.partitions_for_topic(topic) or {0}
 
 
@@ -165,5 +172,3 @@ async def probe(kafka_settings: KafkaSettings) -> AsyncIterator[TopicProbe]:
         yield probe
     finally:
         await probe.stop()
-
-

@@ -27,6 +27,7 @@ from shared.db.migrate import upgrade
 from . import postgres
 from .broker import create_topics_sync, start_tansu
 from .ports import free_port, port_open
+from .seed import seed_demo_data
 
 __all__ = ["REPO", "SERVICES", "LocalStack", "StackConfig"]
 
@@ -136,6 +137,7 @@ class LocalStack:
                 lambda: create_topics_sync(f"127.0.0.1:{c.kafka_port}", prefix=c.topic_prefix),
             )
             _step("migrations", lambda: upgrade(self.state.database_url))
+            _step("demo data", lambda: seed_demo_data(self.state.database_url))
             _step("knowledge base", self._ingest)
             self._start_services()
             self._save()

@@ -28,6 +28,7 @@ __all__ = [
     "DraftKind",
     "DraftProduced",
     "ExecutionResult",
+    "GuardrailVerdict",
     "ProposedAction",
     "RetrievalStats",
     "RetrievedChunk",
@@ -100,12 +101,28 @@ class RetrievalStats(BaseModel):
     embedding_model: str = Field(description="Embedding model used for the query.")
 
 
+class GuardrailVerdict(BaseModel):
+    """What a guardrail stage decided about a request, and why."""
+
+    model_config = _Frozen
+
+    stage: Literal["input", "retrieval", "output", "tool"] = Field(description="Which guardrail.")
+    blocked: bool = Field(description="True when the request must not proceed as asked.")
+    score: float = Field(description="Detector score in [0, 1] (higher is more suspicious).")
+    signals: tuple[str, ...] = Field(default=(), description="Which rules or features fired.")
+    detector: str = Field(description="Detector name and version.")
+
+
 class ContextRetrieved(Event):
     """The permitted chunks for a request. Published by the retriever to ``retrieved``."""
 
     SCHEMA_VERSION: ClassVar[int] = 1
 
     request: ChatRequested = Field(description="The request being answered.")
+    input_verdict: GuardrailVerdict | None = Field(
+        default=None,
+        description="The input guardrail's verdict; when blocked, no retrieval was done.",
+    )
     chunks: tuple[RetrievedChunk, ...] = Field(
         default=(), description="Top chunks, best first, all readable by the principal."
     )
