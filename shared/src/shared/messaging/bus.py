@@ -177,7 +177,7 @@ class EventBus:
 
         async def on_batch(msg: KafkaMessage) -> None:
             records = msg.raw_message
-            batch = records if isinstance(records, tuple) else (records,)
+            batch = tuple(records) if isinstance(records, tuple | list) else (records,)
             events = []
             spans = []
             for record in batch:

@@ -1,0 +1,87 @@
+"""How audit steps and decisions map to request statuses."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from gateway.status import SETTLED, RequestStatus, status_of_audit, status_of_decision
+from shared.contracts import (
+    AuditRecorded,
+    ChatRequested,
+    ContextRetrieved,
+    Decision,
+    DraftDecided,
+    DraftKind,
+    DraftProduced,
+    ExecutionResult,
+    RetrievalStats,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _decided(
+    chat: ChatRequested, kind: DraftKind, decision: Decision, ok: bool | None = None
+) -> DraftDecided:
+    retrieved = ContextRetrieved(
+        request_id=chat.request_id,
+        tenant_id=chat.tenant_id,
+        request=chat,
+        stats=RetrievalStats(candidates=0, latency_ms=0, index_version="v", embedding_model="m"),
+    )
+    draft = DraftProduced(
+        request_id=chat.request_id,
+        tenant_id=chat.tenant_id,
+        request=chat,
+        kind=kind,
+        answer="a",
+        model="m",
+        retrieved_event_id=retrieved.event_id,
+    )
+    execution = (
+        None
+        if ok is None
+        else ExecutionResult(status="succeeded" if ok else "failed", idempotency_key="k")
+    )
+    return DraftDecided(
+        request_id=chat.request_id,
+        tenant_id=chat.tenant_id,
+        draft=draft,
+        decision=decision,
+        policy="p",
+        execution=execution,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "decision", "ok", "status"),
+    [
+        (DraftKind.ANSWER, Decision.AUTO_APPROVED, None, RequestStatus.ANSWERED),
+        (DraftKind.REFUSAL, Decision.AUTO_APPROVED, None, RequestStatus.REFUSED),
+        (DraftKind.ACTION, Decision.APPROVED, True, RequestStatus.EXECUTED),
+        (DraftKind.ACTION, Decision.APPROVED, False, RequestStatus.FAILED),
+        (DraftKind.ACTION, Decision.APPROVED, None, RequestStatus.APPROVED),
+        (DraftKind.ACTION, Decision.REJECTED, None, RequestStatus.REJECTED),
+        (DraftKind.ACTION, Decision.EXPIRED, None, RequestStatus.EXPIRED),
+    ],
+)
+def test_decisions(
+    chat: ChatRequested, kind: DraftKind, decision: Decision, ok: bool | None, status: RequestStatus
+) -> None:
+    assert status_of_decision(_decided(chat, kind, decision, ok)) is status
+    assert status in SETTLED
+
+
+def test_audit_steps() -> None:
+    def audit(action: str) -> AuditRecorded:
+        return AuditRecorded(
+            request_id=uuid.uuid4(), tenant_id="t", service="s", action=action, actor="u"
+        )
+
+    assert status_of_audit(audit("retrieval.completed")) is RequestStatus.RETRIEVED
+    assert status_of_audit(audit("approval.pending")) is RequestStatus.PENDING_APPROVAL
+    assert status_of_audit(audit("tool.called")) is None
+    assert RequestStatus.PENDING_APPROVAL in SETTLED
+    assert RequestStatus.DRAFTED not in SETTLED
