@@ -31,6 +31,7 @@ from shared.contracts import (
     RetrievalStats,
     Topic,
 )
+from shared.service import Service
 from shared.settings import (
     DEV_JWT_SECRET,
     AuthSettings,
@@ -38,7 +39,6 @@ from shared.settings import (
     HttpSettings,
     KafkaSettings,
 )
-from shared.service import Service
 
 pytestmark = pytest.mark.integration
 
