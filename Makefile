@@ -62,7 +62,7 @@ bench-retrieval: install ## Retrieval quality and latency on a BEIR dataset (DAT
 	$(RUN) python -m evals.bench_retrieval --data $(DATA) --split $(SPLIT)
 
 asyncapi: install ## Write the AsyncAPI document of every topic to docs/asyncapi.json
-	$(RUN) python -m evals.asyncapi > docs/asyncapi.json
+	$(RUN) python -m shared.contracts.asyncapi > docs/asyncapi.json
 
 clean: ## Remove caches and local state (stop the stack first)
 	rm -rf .stack .pytest_cache .mypy_cache .ruff_cache

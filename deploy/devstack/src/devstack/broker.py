@@ -12,9 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-from shared.contracts import Topic, dead_letter_topic
+from shared.messaging.admin import create_topics
 
 from .ports import wait_port
 
@@ -54,29 +52,6 @@ def start_tansu(port: int, log_path: Path) -> subprocess.Popen[bytes]:
     )
     wait_port(port, timeout=20)
     return process
-
-
-async def create_topics(
-    bootstrap: str, *, prefix: str = "", partitions: int = 6, replication: int = 1
-) -> list[str]:
-    """Create the five topics and their dead-letter topics; existing ones are left alone."""
-    names = [f"{prefix}{t.value}" for t in Topic]
-    names += [dead_letter_topic(n) for n in names]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(n, num_partitions=partitions, replication_factor=replication)
-                    for n in missing
-                ]
-            )
-        return missing
-    finally:
-        await admin.close()
 
 
 def create_topics_sync(bootstrap: str, **kwargs: object) -> list[str]:
