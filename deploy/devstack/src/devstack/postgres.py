@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +71,13 @@ def ensure_server(url: str, cluster_dir: Path, port: int) -> PostgresHandle:
 
 def start_cluster(cluster_dir: Path, port: int, *, dbname: str = "postgres") -> PostgresHandle:
     bindir = _bindir()
+    if os.geteuid() == 0:
+        # The cluster runs as the postgres user, who may not be able to reach the caller's
+        # folder (pytest's tmp dirs are 0700 root): use a fresh folder of its own instead.
+        cluster_dir = Path(tempfile.mkdtemp(prefix="support-pg-"))
     data = cluster_dir / "data"
     sockets = cluster_dir / "sock"
-    shutil.rmtree(cluster_dir, ignore_errors=True)
+    shutil.rmtree(sockets, ignore_errors=True)
     sockets.mkdir(parents=True)
     if os.geteuid() == 0:
         # initdb refuses to run as root: the cluster belongs to the postgres user.
