@@ -49,6 +49,9 @@ DEFAULT_PORTS = {
 class StackConfig:
     state_dir: Path = REPO / ".stack"
     kafka_port: int = 9092
+    #: An already running Kafka (e.g. a testcontainer): no Tansu is started, and the Kafka
+    #: defaults (idempotent producer, ...) apply instead of deploy/local.env's Tansu tunings.
+    external_kafka: str | None = None
     otlp_port: int = 4318
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     database_url: str = "postgresql://postgres@127.0.0.1:5432/support"
@@ -97,9 +100,11 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         c = self.config
         env = _read_env_file(DEPLOY / "local.env")
+        if c.external_kafka:
+            env["KAFKA_ENABLE_IDEMPOTENCE"] = "true"
         env.update(
             {
-                "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{c.kafka_port}",
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "KAFKA_TOPIC_PREFIX": c.topic_prefix,
                 "DATABASE_URL": self.state.database_url or c.database_url,
                 "TELEMETRY_OTLP_ENDPOINT": f"http://127.0.0.1:{c.otlp_port}",
@@ -112,6 +117,10 @@ class LocalStack:
             env[f"{service.upper()}_HTTP__PORT"] = str(port)
         env.update(c.extra_env)
         return env
+
+    @property
+    def bootstrap(self) -> str:
+        return self.config.external_kafka or f"127.0.0.1:{self.config.kafka_port}"
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.config.ports[service]}"
@@ -134,7 +143,7 @@ class LocalStack:
             self._save()
             _step(
                 "topics",
-                lambda: create_topics_sync(f"127.0.0.1:{c.kafka_port}", prefix=c.topic_prefix),
+                lambda: create_topics_sync(self.bootstrap, prefix=c.topic_prefix),
             )
             _step("migrations", lambda: upgrade(self.state.database_url))
             _step("demo data", lambda: seed_demo_data(self.state.database_url))
@@ -167,6 +176,9 @@ class LocalStack:
         self.state = StackState()
 
     def _start_broker(self) -> None:
+        if self.config.external_kafka:
+            print(f"  broker     Kafka at {self.config.external_kafka}")
+            return
         port = self.config.kafka_port
         if port_open(port):
             raise RuntimeError(f"port {port} is taken: stop what listens there or set another")
