@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import open_pool
-from shared.messaging import EventBus, make_broker
+from shared.messaging import EventBus, is_transient, make_broker
 from shared.settings import ServiceSettings
 from shared.telemetry import Redactor, Telemetry, setup
 
@@ -187,6 +187,20 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"error": "invalid_request", "message": "request validation failed", "errors": errors},
             status_code=422,
         )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):
+            # The database or broker is down: the caller may retry, nothing was half-done
+            # that a retry with the same Idempotency-Key would repeat.
+            log.warning("dependency unavailable: %r", exc)
+            return JSONResponse(
+                {"error": "unavailable", "message": "a dependency is unavailable; retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "2"},
+            )
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse({"error": "internal", "message": "internal error"}, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
