@@ -1,34 +1,95 @@
-"""Composition root of the approver."""
+"""Composition root of the approver: intake consumer, approvals API, inbox page, and the
+background executor, outbox relay and sweeper."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 
-from shared.contracts import DraftProduced, Topic
+from shared.auth import TokenService
+from shared.auth.http import principal_dependency
+from shared.contracts import DraftProduced, Topic, utcnow
 from shared.service import Service
+from shared.tools import ToolRegistry, default_registry
 
-from .handlers import ApproverPorts, handle_draft
-from .repository import ApprovalRepository
+from .api import build_router
+from .background import Background
+from .failpoints import Failpoints
+from .handlers import IntakePorts, handle_draft
+from .inbox import inbox_router
+from .policy import ApprovalPolicy
+from .repository import PostgresApprovalStore
 from .settings import ApproverSettings
+from .store import ApprovalStore
 
 __all__ = ["build", "build_service"]
 
 
-def build_service(settings: ApproverSettings, **overrides: Any) -> Service:
+def build_service(
+    settings: ApproverSettings,
+    *,
+    store: ApprovalStore | None = None,
+    registry: ToolRegistry | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    **overrides: Any,
+) -> Service:
+    """The approver; ``store`` replaces PostgreSQL (and the loops that need it) in unit tests."""
     service = Service("approver", settings, **overrides)
-    db = service.use_database()
+    failpoints = Failpoints(settings.failpoints)
+    policy = ApprovalPolicy(settings.policy)
+    tools = registry or default_registry()
+    current_store: Callable[[], ApprovalStore]
+    if store is None:
+        db = service.use_database()
+
+        def current_store() -> ApprovalStore:
+            return PostgresApprovalStore(db.pool, settings.kafka, failpoints)
+
+        background: list[Background] = []
+
+        async def start_background() -> None:
+            background.append(Background(settings, db.pool, tools, failpoints))
+            await background[0].start()
+
+        async def stop_background() -> None:
+            if background:
+                await background.pop().stop()
+
+        # Registered after the pool's hooks: started once it is open, stopped before it closes.
+        service.on_startup(start_background)
+        service.on_shutdown(stop_background)
+    else:
+        fixed = store
+
+        def current_store() -> ApprovalStore:
+            return fixed
+
     ttl = timedelta(hours=settings.pending_ttl_hours)
 
     async def on_draft(draft: DraftProduced) -> None:
-        await handle_draft(draft, ApproverPorts(service.bus, ApprovalRepository(db.pool), ttl))
+        await handle_draft(draft, IntakePorts(current_store(), policy, tools, ttl, clock))
+        failpoints.hit("intake.after_commit")
 
     service.bus.subscribe(Topic.DRAFT, on_draft, group_id=settings.group_id)
+    service.include_router(
+        build_router(
+            store=current_store,
+            policy=policy,
+            authenticate=principal_dependency(TokenService(settings.auth)),
+            bus=service.bus,
+            clock=clock,
+        )
+    )
+    service.include_router(inbox_router())
     return service
 
 
 def build(settings: ApproverSettings | None = None) -> FastAPI:
     """ASGI factory: ``uvicorn --factory approver.app:build``."""
-    return build_service(settings or ApproverSettings()).http_app(title="Approver")
+    return build_service(settings or ApproverSettings()).http_app(
+        title="Approver",
+        description="Approvals of proposed actions: list, decide, and the inbox page at /inbox.",
+    )

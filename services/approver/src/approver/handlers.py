@@ -1,73 +1,180 @@
-"""Approver logic: answers pass by policy; actions wait for people."""
+"""Intake: every draft from the ``draft`` topic, once.
+
+Answers and refusals change nothing and are released by policy. A proposed action becomes a
+pending approval with the requirement the policy sets, unless the action itself is invalid
+(unknown tool, arguments that fail its schema, a read tool), which is rejected at once.
+Either way the decision's events are enqueued in the transaction that records the draft, so a
+redelivered draft finds it recorded and changes nothing.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from shared.contracts import (
     AuditOutcome,
+    AuditRecorded,
     Decision,
     DraftDecided,
     DraftKind,
     DraftProduced,
-    Topic,
+    RiskLevel,
     derive_event_id,
     utcnow,
 )
-from shared.messaging import EventBus
+from shared.telemetry import current_trace_id
+from shared.tools import ToolError, ToolRegistry
 
-from .repository import ApprovalRepository
+from .domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
+from .policy import ApprovalPolicy, PolicyDecision
+from .store import Admission, ApprovalStore
 
-__all__ = ["ApproverPorts", "handle_draft"]
+__all__ = ["AUTO_POLICY", "INVALID_POLICY", "IntakePorts", "handle_draft"]
 
 AUTO_POLICY = "answers-are-auto-approved"
-HUMAN_POLICY = "actions-need-human-approval"
+INVALID_POLICY = "invalid-action-rejected"
 
 
 @dataclass(frozen=True)
-class ApproverPorts:
-    bus: EventBus
-    repository: ApprovalRepository
+class IntakePorts:
+    store: ApprovalStore
+    policy: ApprovalPolicy
+    registry: ToolRegistry
     pending_ttl: timedelta
+    clock: Callable[[], datetime] = utcnow
 
 
-async def handle_draft(draft: DraftProduced, ports: ApproverPorts) -> None:
-    actor = draft.request.principal.user_id
-    if draft.kind is not DraftKind.ACTION:
-        decided = DraftDecided(
-            event_id=derive_event_id(draft.event_id, "decided"),
-            request_id=draft.request_id,
-            tenant_id=draft.tenant_id,
-            draft=draft,
-            decision=Decision.AUTO_APPROVED,
-            policy=AUTO_POLICY,
-            reason="A grounded answer or a refusal changes nothing; it is released by policy.",
-        )
-        await ports.bus.publish(Topic.APPROVED, decided)
-        await ports.bus.audit(
-            request_id=draft.request_id,
-            tenant_id=draft.tenant_id,
-            action="draft.auto_approved",
-            actor=actor,
-            subject_event_id=decided.event_id,
-            details={
-                "decision": decided.decision.value,
-                "policy": AUTO_POLICY,
-                "kind": draft.kind.value,
-            },
-        )
+async def handle_draft(draft: DraftProduced, ports: IntakePorts) -> None:
+    if draft.kind is not DraftKind.ACTION or draft.action is None:
+        await _release_answer(draft, ports)
         return
+    action = draft.action
+    problem, risk = _check_action(draft, ports.registry)
+    order = action.arguments.get("order_id")
+    order_key = str(order) if ports.policy.is_banded(action.tool) and order else None
+
+    def plan(earlier: Decimal | None) -> Admission:
+        decision = ports.policy.requirement(
+            action.tool, risk, action.arguments, earlier_eur=earlier
+        )
+        return (
+            _invalid(draft, decision, problem, ports)
+            if problem
+            else _pending(draft, decision, risk, ports)
+        )
+
+    await ports.store.admit(draft, order_key, plan)
+
+
+def _check_action(draft: DraftProduced, registry: ToolRegistry) -> tuple[str | None, RiskLevel]:
+    """What is wrong with the proposed action, if anything, and its risk per the registry.
+
+    The draft's own risk claim is not trusted: a critical tool stays critical.
+    """
     assert draft.action is not None
-    await ports.repository.store_pending(
-        draft, policy=HUMAN_POLICY, expires_at=utcnow() + ports.pending_ttl
-    )
-    await ports.bus.audit(
+    try:
+        spec = registry.get(draft.action.tool)
+        registry.validate(draft.action.tool, dict(draft.action.arguments))
+    except ToolError as exc:
+        return str(exc), draft.action.risk
+    if spec.risk is RiskLevel.READ:
+        return f"{spec.name} is a read tool: it runs in the agent, not as a draft", spec.risk
+    return None, spec.risk
+
+
+def _approval(
+    draft: DraftProduced, decision: PolicyDecision, risk: RiskLevel, ports: IntakePorts
+) -> Approval:
+    assert draft.action is not None
+    now = ports.clock()
+    return Approval(
+        draft_id=draft.event_id,
         request_id=draft.request_id,
         tenant_id=draft.tenant_id,
-        action="approval.pending",
-        actor=actor,
-        subject_event_id=draft.event_id,
-        outcome=AuditOutcome.PENDING,
-        details={"tool": draft.action.tool, "policy": HUMAN_POLICY, "status": "pending"},
+        requester_id=draft.request.principal.user_id,
+        tool=draft.action.tool,
+        arguments=dict(draft.action.arguments),
+        risk=risk,
+        summary=draft.action.summary,
+        status=ApprovalStatus.PENDING,
+        policy=decision.rule,
+        requires=decision.requires,
+        signoffs=(),
+        created_at=now,
+        expires_at=now + ports.pending_ttl,
+        # One key per action: every execution of this approval meets the same effect.
+        idempotency_key=f"approval:{draft.event_id}",
+        draft=draft,
+        amount_eur=decision.amount_eur,
     )
+
+
+def _pending(
+    draft: DraftProduced, decision: PolicyDecision, risk: RiskLevel, ports: IntakePorts
+) -> Admission:
+    approval = _approval(draft, decision, risk, ports)
+    details: dict[str, object] = {"expires_at": approval.expires_at.isoformat()}
+    if decision.cumulative_eur is not None:
+        details["cumulative_eur"] = str(decision.cumulative_eur)
+    if draft.action is not None and draft.action.risk is not risk:
+        details["risk_claimed"] = draft.action.risk.value
+    pending = audit_event(
+        approval,
+        "approval.pending",
+        actor=approval.requester_id,
+        outcome=AuditOutcome.PENDING,
+        details=details,
+    )
+    return Admission(approval, (pending,))
+
+
+def _invalid(
+    draft: DraftProduced, decision: PolicyDecision, problem: str, ports: IntakePorts
+) -> Admission:
+    assert draft.action is not None
+    approval = _approval(draft, decision, draft.action.risk, ports)
+    approval = replace(
+        approval,
+        status=ApprovalStatus.REJECTED,
+        policy=INVALID_POLICY,
+        decided_at=approval.created_at,
+        reason=f"The proposed action is invalid: {problem}",
+    )
+    return Admission(
+        approval,
+        (
+            decided_event(approval, Decision.REJECTED, approval.reason),
+            audit_event(approval, "approval.rejected", actor=SERVICE, outcome=AuditOutcome.DENIED),
+        ),
+    )
+
+
+async def _release_answer(draft: DraftProduced, ports: IntakePorts) -> None:
+    decided = DraftDecided(
+        event_id=derive_event_id(draft.event_id, "decided"),
+        request_id=draft.request_id,
+        tenant_id=draft.tenant_id,
+        draft=draft,
+        decision=Decision.AUTO_APPROVED,
+        policy=AUTO_POLICY,
+        reason="A grounded answer or a refusal changes nothing; it is released by policy.",
+    )
+    audit = AuditRecorded(
+        event_id=derive_event_id(str(decided.event_id), f"audit:{SERVICE}:draft.auto_approved"),
+        request_id=draft.request_id,
+        tenant_id=draft.tenant_id,
+        service=SERVICE,
+        action="draft.auto_approved",
+        actor=draft.request.principal.user_id,
+        subject_event_id=decided.event_id,
+        trace_id=current_trace_id(),
+        details={
+            "decision": decided.decision.value,
+            "policy": AUTO_POLICY,
+            "kind": draft.kind.value,
+        },
+    )
+    await ports.store.release([decided, audit])

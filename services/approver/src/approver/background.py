@@ -1,0 +1,63 @@
+"""The approver's background loops: executor, outbox relay, sweeper, and their wake-ups.
+
+Started after the database pool is open and stopped before it closes, by the service
+(``approver.app``) and by the stand-alone worker (``approver.worker``) alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from psycopg_pool import AsyncConnectionPool
+
+from shared.tools import ToolRegistry
+
+from .executor import Executor
+from .failpoints import Failpoints
+from .relay import OutboxRelay
+from .repository import EXECUTOR_CHANNEL
+from .settings import ApproverSettings
+from .sweeper import Sweeper
+from .wakeup import Listener
+
+__all__ = ["Background"]
+
+
+class Background:
+    def __init__(
+        self,
+        settings: ApproverSettings,
+        pool: AsyncConnectionPool,
+        registry: ToolRegistry,
+        failpoints: Failpoints,
+    ) -> None:
+        dsn = settings.database.dsn
+        self.executor = Executor(pool, registry, settings.kafka, settings.executor, failpoints)
+        self.relay = OutboxRelay(dsn, pool, settings.kafka, settings.relay, failpoints)
+        self.sweeper = Sweeper(
+            pool,
+            settings.kafka,
+            failpoints,
+            interval_s=settings.sweep_interval_s,
+            outbox_retention=timedelta(hours=settings.relay.retention_hours),
+        )
+        self._listener = Listener(dsn, {EXECUTOR_CHANNEL: self.executor.wake})
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listener.run(), name="approver-wakeup"),
+            asyncio.create_task(self.executor.run(), name="approver-executor"),
+            asyncio.create_task(self.relay.run(), name="approver-relay"),
+            asyncio.create_task(self.sweeper.run(), name="approver-sweeper"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []

@@ -1,0 +1,191 @@
+"""The executor: runs approved actions, each exactly once in effect.
+
+One transaction per action: lock the approved row (``SKIP LOCKED``, so replicas share the
+queue), run the tool on that same connection under the action's idempotency key, set the
+status to executed or failed, and enqueue the one DraftDecided and the audit step. A crash
+anywhere before the commit rolls the effect back with the rest, and the action is still
+approved for the next run; after the commit the outbox relay publishes the events.
+
+Tools that call a company's own systems instead of the ``tools`` schema cannot join the
+transaction; for them the idempotency key is what makes the retried call find the first
+effect (``ToolResult.created`` is False), and the result says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from typing import Any, cast
+
+import psycopg
+from opentelemetry import context, propagate, trace
+from psycopg_pool import AsyncConnectionPool
+
+from shared.contracts import AuditOutcome, Decision, ExecutionResult
+from shared.messaging import is_transient
+from shared.settings import KafkaSettings
+from shared.tools import ToolContext, ToolError, ToolRegistry
+from shared.tools.registry import TransientToolError
+
+from .domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
+from .failpoints import Failpoints
+from .repository import enqueue_all, lock_approvals, save_state
+from .settings import ExecutorSettings
+from .store import OutboxEvent
+
+__all__ = ["Executor"]
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("approver.executor")
+
+
+class Executor:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        registry: ToolRegistry,
+        kafka: KafkaSettings,
+        settings: ExecutorSettings,
+        failpoints: Failpoints,
+    ) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._kafka = kafka
+        self._settings = settings
+        self._failpoints = failpoints
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.execute_next():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("executor pass failed; retrying")
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self._settings.poll_interval_s)
+
+    async def execute_next(self) -> bool:
+        """Execute one approved action; False when none is waiting."""
+        async with self._pool.connection() as conn:
+            try:
+                async with conn.transaction():
+                    claimed = await lock_approvals(
+                        conn, "status = 'approved' ORDER BY decided_at", (), limit=1
+                    )
+                    if not claimed:
+                        return False
+                    approval = claimed[0]
+                    done = await self._execute(conn, approval)
+                    await save_state(conn, done)
+                    await enqueue_all(conn, self._kafka, _announce(done), trace=done.trace)
+                    self._failpoints.hit("execute.before_commit")
+            except _RetryLater as retry:
+                await self._count_attempt(retry.approval, retry.cause)
+                return True
+        self._failpoints.hit("execute.after_commit")
+        return True
+
+    async def _execute(self, conn: psycopg.AsyncConnection[Any], approval: Approval) -> Approval:
+        principal = approval.draft.request.principal
+        token = context.attach(propagate.extract(dict(approval.trace)))
+        try:
+            with tracer.start_as_current_span(
+                f"execute_tool {approval.tool}",
+                attributes={
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": approval.tool,
+                    "gen_ai.tool.call.id": approval.idempotency_key,
+                    "request_id": str(approval.request_id),
+                },
+            ):
+                try:
+                    # A savepoint: a tool that fails part-way leaves nothing behind.
+                    async with conn.transaction():
+                        result = await self._registry.run(
+                            approval.tool,
+                            dict(approval.arguments),
+                            ToolContext(
+                                principal=principal,
+                                conn=conn,
+                                request_id=str(approval.request_id),
+                                idempotency_key=approval.idempotency_key,
+                            ),
+                        )
+                        self._failpoints.hit("execute.after_effect")
+                except (TransientToolError, TimeoutError) as exc:
+                    raise _RetryLater(approval, exc) from exc
+                except ToolError as exc:
+                    return _finished(approval, None, f"{exc.code}: {exc}")
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    raise _RetryLater(approval, exc) from exc
+        finally:
+            context.detach(token)
+        again = "" if result.created else " (found done under the same key: not repeated)"
+        return _finished(approval, result.effect_id or "", f"{approval.tool} done{again}")
+
+    async def _count_attempt(self, approval: Approval, cause: BaseException) -> None:
+        """Count a failed run; fail the action once it has used up its attempts."""
+        log.warning("execution of %s failed: %r", approval.draft_id, cause)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE approvals.drafts SET execution_attempts = execution_attempts + 1"
+                " WHERE draft_event_id = %s AND status = 'approved' RETURNING execution_attempts",
+                (approval.draft_id,),
+            )
+            row = cast(dict[str, Any] | None, await cur.fetchone())
+            if row is None or row["execution_attempts"] < self._settings.max_attempts:
+                return
+            done = _finished(
+                approval,
+                None,
+                f"gave up after {row['execution_attempts']} attempts: {cause!r}"[:500],
+            )
+            await save_state(conn, done)
+            await enqueue_all(conn, self._kafka, _announce(done), trace=done.trace)
+
+
+class _RetryLater(Exception):
+    def __init__(self, approval: Approval, cause: BaseException) -> None:
+        super().__init__(repr(cause))
+        self.approval = approval
+        self.cause = cause
+
+
+def _finished(approval: Approval, effect_id: str | None, detail: str) -> Approval:
+    """The approval once run: executed with ``effect_id``, or failed when it is None."""
+    succeeded = effect_id is not None
+    execution = ExecutionResult(
+        status="succeeded" if succeeded else "failed",
+        idempotency_key=approval.idempotency_key,
+        effect_id=effect_id or None,
+        detail=detail,
+    )
+    status = ApprovalStatus.EXECUTED if succeeded else ApprovalStatus.FAILED
+    return replace(
+        approval,
+        status=status,
+        execution=execution,
+        reason=f"{approval.reason} Execution {execution.status}: {detail}".strip(),
+    )
+
+
+def _announce(done: Approval) -> list[OutboxEvent]:
+    """The action's one DraftDecided (approved, with the execution) and its audit step."""
+    ok = done.status is ApprovalStatus.EXECUTED
+    return [
+        decided_event(done, Decision.APPROVED, done.reason),
+        audit_event(
+            done,
+            f"approval.{done.status.value}",
+            actor=SERVICE,
+            outcome=AuditOutcome.OK if ok else AuditOutcome.ERROR,
+        ),
+    ]

@@ -1,0 +1,39 @@
+"""``python -m approver.worker``: the executor, outbox relay and sweeper, without HTTP or intake.
+
+For deployments that scale execution apart from the API, and for the fault test, which
+restarts it dozens of times: it starts in about a second and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from shared.db import open_pool
+from shared.telemetry import setup
+from shared.tools import default_registry
+
+from .background import Background
+from .failpoints import Failpoints
+from .settings import ApproverSettings
+
+
+async def run(settings: ApproverSettings) -> None:
+    telemetry = setup(settings.telemetry, "approver-worker")
+    pool = await open_pool(settings.database, name="approver-worker")
+    background = Background(settings, pool, default_registry(), Failpoints(settings.failpoints))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await background.start()
+    try:
+        await stop.wait()
+    finally:
+        await background.stop()
+        await pool.close()
+        telemetry.tracer_provider.force_flush(5_000)
+
+
+if __name__ == "__main__":
+    asyncio.run(run(ApproverSettings()))

@@ -1,0 +1,122 @@
+"""Who may decide an approval, and what a decision changes (pure domain rules)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from approver.domain import Approval, ApprovalStatus, DecisionError, sign
+from approver.policy import ApprovalPolicy
+from approver.settings import PolicySettings, Requirement
+from shared.contracts import Decision, DraftDecided, RiskLevel, utcnow
+from shared.principal import Principal, StaffLevel
+
+from .conftest import DraftFactory
+
+pytestmark = pytest.mark.unit
+
+POLICY = ApprovalPolicy(PolicySettings())
+NOW = utcnow()
+
+
+@pytest.fixture
+def approval(make_draft: DraftFactory) -> Approval:
+    draft = make_draft(arguments={"order_id": "HP-1", "amount": "600", "reason": "x"})
+    return Approval(
+        draft_id=draft.event_id,
+        request_id=draft.request_id,
+        tenant_id="harborpine",
+        requester_id="casey.customer",
+        tool="issue_refund",
+        arguments=dict(draft.action.arguments) if draft.action else {},
+        risk=RiskLevel.WRITE,
+        summary="refund",
+        status=ApprovalStatus.PENDING,
+        policy="refund-up-to-2000-eur",
+        requires=Requirement(level=StaffLevel.L2, count=2),
+        signoffs=(),
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=1),
+        idempotency_key=f"approval:{draft.event_id}",
+        draft=draft,
+        amount_eur=Decimal(600),
+    )
+
+
+def refused(approval: Approval, who: Principal, verdict: str = "approve") -> DecisionError:
+    with pytest.raises(DecisionError) as caught:
+        sign(approval, who, verdict, "because", policy=POLICY, now=NOW)  # type: ignore[arg-type]
+    return caught.value
+
+
+def test_two_l2_approvals_by_different_people_approve(
+    approval: Approval, staff: Callable[..., Principal]
+) -> None:
+    first = sign(approval, staff("kim"), "approve", "", policy=POLICY, now=NOW)
+    assert first.approval.status is ApprovalStatus.PENDING
+    assert first.approval.remaining == 1
+    assert [e.action for e in first.events] == ["approval.signed"]  # type: ignore[union-attr]
+    assert refused(first.approval, staff("kim")).code == "already_signed", "one person counts once"
+    second = sign(first.approval, staff("mo", "manager"), "approve", "ok", policy=POLICY, now=NOW)
+    assert second.approval.status is ApprovalStatus.APPROVED, "a manager counts as an L2"
+    assert second.approval.decided_at == NOW
+    assert [e.action for e in second.events] == [  # type: ignore[union-attr]
+        "approval.signed",
+        "approval.approved",
+    ]
+    signed = second.events[0]
+    assert signed.actor == "mo" and signed.details["reason"] == "ok"  # type: ignore[union-attr]
+    assert signed.details["at"] == NOW.isoformat()  # type: ignore[union-attr]
+
+
+def test_one_rejection_decides_and_publishes_the_decision(
+    approval: Approval, staff: Callable[..., Principal]
+) -> None:
+    done = sign(approval, staff("kim"), "reject", "not eligible", policy=POLICY, now=NOW)
+    assert done.approval.status is ApprovalStatus.REJECTED
+    decided = [e for e in done.events if isinstance(e, DraftDecided)]
+    assert len(decided) == 1
+    assert decided[0].decision is Decision.REJECTED
+    assert decided[0].signoffs[0].reason == "not eligible"
+    assert "not eligible" in decided[0].reason
+
+
+@pytest.mark.parametrize(
+    ("who", "status", "code"),
+    [
+        (("kim", "L1"), 403, "insufficient_level"),
+        (("casey.customer", "L2"), 403, "self_approval"),
+        (("kim", "none"), 403, "not_an_approver"),
+        (("kim", "L2", "tidewell"), 404, "not_found"),
+    ],
+)
+def test_who_may_not_decide(
+    approval: Approval,
+    staff: Callable[..., Principal],
+    who: tuple[str, ...],
+    status: int,
+    code: str,
+) -> None:
+    error = refused(approval, staff(*who))
+    assert (error.status, error.code) == (status, code)
+
+
+def test_decided_and_expired_approvals_cannot_be_decided_again(
+    approval: Approval, staff: Callable[..., Principal]
+) -> None:
+    decided = replace(approval, status=ApprovalStatus.EXECUTED)
+    assert (refused(decided, staff("kim")).status, refused(decided, staff("kim")).code) == (
+        409,
+        "already_decided",
+    )
+    late = replace(approval, expires_at=NOW - timedelta(seconds=1))
+    assert refused(late, staff("kim"), "reject").code == "expired"
+
+
+def test_roles_matter_not_just_the_level(approval: Approval) -> None:
+    hr = Principal(user_id="h", tenant_id="harborpine", roles=("hr",), level=StaffLevel.MANAGER)
+    assert refused(approval, hr).code == "not_an_approver"
