@@ -6,8 +6,8 @@ approver is refused (422). Every refused decision (401, 403, 404, 409, 422) is a
 in the transaction that records it.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI must resolve the dependencies declared
+# inside build_router (``Depends(staff)``) from the live annotations.
 import json
 import logging
 import uuid
@@ -76,7 +76,7 @@ class ApprovalView(BaseModel):
     @classmethod
     def of(
         cls, approval: Approval, caller: Principal, policy: ApprovalPolicy, now: datetime
-    ) -> ApprovalView:
+    ) -> "ApprovalView":
         refusal = check_signer(approval, caller, policy=policy, now=now)
         return cls(
             draft_id=approval.draft_id,
