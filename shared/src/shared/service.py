@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import open_pool
+from shared.guardrails import redact as default_log_redact
 from shared.messaging import EventBus, is_transient, make_broker
 from shared.settings import ServiceSettings
 from shared.telemetry import Redactor, Telemetry, setup
@@ -48,7 +49,10 @@ class Service:
     ) -> None:
         self.name = name
         self.settings = settings
-        self.telemetry = telemetry or setup(settings.telemetry, name, redact=redact)
+        # Personal data and secrets never reach logs or exported spans (a caller may pass its own).
+        self.telemetry = telemetry or setup(
+            settings.telemetry, name, redact=redact or default_log_redact
+        )
         self.broker = broker or make_broker(settings.kafka, self.telemetry, client_id=name)
         self.bus = EventBus(self.broker, settings.kafka, service=name)
         self._startup: list[Hook] = []

@@ -1,24 +1,49 @@
-"""Guardrail ports shared by the services.
+"""Guardrail ports shared by the services, and their default implementations.
 
 - input: :class:`InputScreen` decides, before retrieval, whether a request is a prompt
   injection or jailbreak attempt (the retriever runs it on every ``ChatRequested``);
-- output: :data:`Redactor` removes personal data and secrets from answers, logs and spans.
+  :func:`default_input_screen` builds the measured detector (``shared.guardrails.injection``);
+- output: :data:`Redactor` removes personal data and secrets from answers, logs and spans;
+  :func:`default_redactor` is the validated-pattern redactor (``shared.guardrails.pii``) every
+  service installs on its logs and spans by default.
 
-Implementations live beside this module (``injection``, ``pii``); services receive them
-from their composition roots, and tests can pass fakes that satisfy the same protocols.
+Services receive these from their composition roots, and tests can pass fakes that satisfy
+the same protocols.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Protocol
 
 from shared.contracts import GuardrailVerdict
 
-__all__ = ["AllowAll", "InputScreen", "Redactor"]
+from .pii import PII_TYPES, SECRET_TYPES, PIIRedactor, Span
+
+__all__ = [
+    "OUTPUT_ENTITIES",
+    "AllowAll",
+    "InputScreen",
+    "PIIRedactor",
+    "Redactor",
+    "Span",
+    "default_redactor",
+    "redact",
+]
 
 #: Text in, the same text with personal data and secrets replaced by ``<TYPE>`` placeholders.
 Redactor = Callable[[str], str]
+
+#: What answers, logs and spans lose: secrets and the personal data that identifies or pays.
+#: Dates, ages, titles, postcodes and domain names stay: answers and logs need them
+#: ("within 14 days", "example.com is down") and they identify no one alone.
+OUTPUT_ENTITIES: tuple[str, ...] = (
+    *SECRET_TYPES,
+    *(t for t in PII_TYPES if t in {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE"}),
+    *(t for t in PII_TYPES if t in {"IP_ADDRESS", "US_SSN", "US_DRIVER_LICENSE"}),
+)
 
 
 class InputScreen(Protocol):
@@ -30,3 +55,26 @@ class AllowAll:
 
     def screen(self, text: str) -> GuardrailVerdict:
         return GuardrailVerdict(stage="input", blocked=False, score=0.0, detector="allow-all")
+
+
+@lru_cache(maxsize=1)
+def default_redactor() -> PIIRedactor:
+    """The process-wide output redactor, warmed up (phone metadata loads once, ~50 ms)."""
+    redactor = PIIRedactor(OUTPUT_ENTITIES)
+    redactor.warmup()
+    return redactor
+
+
+# Every entity in OUTPUT_ENTITIES holds a digit or an @, or sits next to one of these words:
+# a string with none of them cannot match, and most log lines and span attributes are such.
+_MAYBE_SENSITIVE = re.compile(r"[0-9@]|pass|secret|token|key|bearer|auth|cred|BEGIN", re.IGNORECASE)
+
+# Request, event and trace ids are on every span: UUIDs identify no one.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def redact(text: str) -> str:
+    """The default :data:`Redactor` for logs and spans, with a fast path for plain text."""
+    if len(text) < 6 or not _MAYBE_SENSITIVE.search(text) or _UUID.fullmatch(text):
+        return text
+    return default_redactor().redact(text)
