@@ -1,12 +1,21 @@
-"""Agent logic: ContextRetrieved in, DraftProduced out, one audit step."""
+"""Agent logic: ContextRetrieved in, DraftProduced out, every stage audited.
+
+Stages, in order: the input guardrail's verdict (computed by the retriever) is honoured;
+the request is routed (routine or high-risk); the agent loop runs on the routed model chain
+with the tools the principal may use; a proposed write becomes an action draft; an answer
+passes the citation check and the PII/secrets redaction before it leaves.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
 
 from shared.contracts import (
+    AuditOutcome,
+    Citation,
     ContextRetrieved,
     DraftKind,
     DraftProduced,
@@ -14,103 +23,236 @@ from shared.contracts import (
     Topic,
     derive_event_id,
 )
+from shared.contracts.events import ModelRoute
+from shared.guardrails import PIIRedactor
 from shared.messaging import EventBus
 
-from .intents import Intent, detect_intent
-from .models import ExtractiveModel
+from .audit import AuditTrail
+from .citations import check_citations
+from .loop import LoopResult, run_loop
+from .metrics import AgentMetrics
+from .models import ChatModel, Conversation
+from .resilience import ModelChain
+from .routing import Route, Router
+from .settings import LoopSettings
+from .toolgate import ToolGateway, describe_action
 
-__all__ = ["AgentPorts", "handle_context_retrieved"]
+__all__ = ["AgentPorts", "ModelTiers", "handle_context_retrieved"]
 
 tracer = trace.get_tracer("agent")
 
-_TOOL_LABEL = {
-    "issue_refund": "a refund",
-    "reset_password": "a password reset",
-    "create_ticket": "a support ticket",
-    "escalate": "an escalation to a senior colleague",
-}
+BLOCKED_TEXT = (
+    "I can't help with that request as written. If you have a question about our products, "
+    "orders or policies, please ask it directly."
+)
+
+
+@dataclass(frozen=True)
+class ModelTiers:
+    """The models a route can use; ``small``/``large`` are None when running offline."""
+
+    offline: ChatModel
+    small: ChatModel | None = None
+    large: ChatModel | None = None
+
+    def chain(self, route: Route) -> list[ChatModel]:
+        online = [self.large, self.small] if route.name == "high_risk" else [self.small]
+        return [*(m for m in online if m is not None), self.offline]
 
 
 @dataclass(frozen=True)
 class AgentPorts:
-    model: ExtractiveModel
     bus: EventBus
-
-
-def _action_draft(event: ContextRetrieved, intent: Intent, model: str) -> DraftProduced:
-    label = _TOOL_LABEL[intent.tool]
-    args = intent.arguments
-    detail = ""
-    if intent.tool == "issue_refund":
-        amount = f" of {args['amount']} {args['currency']}" if "amount" in args else ""
-        detail = f"{amount} for order {args['order_id']}"
-    summary = (
-        f"{label[0].upper()}{label[1:]}{detail} requested by {event.request.principal.user_id}"
-    )
-    return DraftProduced(
-        event_id=derive_event_id(event.event_id, "draft"),
-        request_id=event.request_id,
-        tenant_id=event.tenant_id,
-        request=event.request,
-        kind=DraftKind.ACTION,
-        answer=(
-            f"I have prepared {label}{detail}. It will be carried out once it has been approved; "
-            "you can follow its status with this request's id."
-        ),
-        action=ProposedAction(tool=intent.tool, arguments=args, risk=intent.risk, summary=summary),
-        model=model,
-        retrieved_event_id=event.event_id,
-    )
+    tiers: ModelTiers
+    models: ModelChain
+    router: Router
+    tools: ToolGateway
+    redactor: PIIRedactor
+    metrics: AgentMetrics
+    budget: LoopSettings
 
 
 async def handle_context_retrieved(event: ContextRetrieved, ports: AgentPorts) -> DraftProduced:
     request = event.request
+    trail = AuditTrail(
+        ports.bus,
+        request_id=event.request_id,
+        tenant_id=event.tenant_id,
+        actor=request.principal.user_id,
+        anchor=str(event.event_id),
+    )
     with tracer.start_as_current_span(
         "invoke_agent",
         attributes={
             "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.request.model": ports.model.name,
-            "gen_ai.provider.name": "offline",
+            "gen_ai.conversation.id": request.conversation_id or str(event.request_id),
             "request_id": str(event.request_id),
         },
     ) as span:
-        intent = detect_intent(request.message, user_id=request.principal.user_id)
-        if intent is not None and intent.complete:
-            draft = _action_draft(event, intent, ports.model.name)
-        else:
-            answer = ports.model.answer(request.message, event.chunks)
-            text = answer.text
-            if intent is not None and not answer.grounded:
-                text = (
-                    f"To request {_TOOL_LABEL[intent.tool]} I need: {', '.join(intent.missing)}. "
-                    "Please send it again with that included."
-                )
-            draft = DraftProduced(
-                event_id=derive_event_id(event.event_id, "draft"),
-                request_id=event.request_id,
-                tenant_id=event.tenant_id,
-                request=request,
-                kind=DraftKind.ANSWER
-                if answer.grounded or intent is not None
-                else DraftKind.REFUSAL,
-                answer=text,
-                citations=answer.citations,
-                model=ports.model.name,
-                retrieved_event_id=event.event_id,
+        verdict = event.input_verdict
+        if verdict is not None and verdict.blocked:
+            draft = _draft(event, DraftKind.REFUSAL, BLOCKED_TEXT, model="guardrail:input")
+            trail.record(
+                "guardrail.input",
+                outcome=AuditOutcome.DENIED,
+                details={
+                    "detector": verdict.detector,
+                    "score": verdict.score,
+                    "signals": list(verdict.signals)[:10],
+                },
             )
+            ports.metrics.guardrail("input", "blocked")
+        else:
+            draft = await _run_agent(event, ports, trail)
         span.set_attribute("draft.kind", draft.kind.value)
+        span.set_attribute("gen_ai.response.model", draft.model)
     await ports.bus.publish(Topic.DRAFT, draft)
-    await ports.bus.audit(
-        request_id=event.request_id,
-        tenant_id=event.tenant_id,
-        action="draft.produced",
-        actor=request.principal.user_id,
+    trail.record(
+        "draft.produced",
         subject_event_id=draft.event_id,
         details={
             "kind": draft.kind.value,
             "citations": [c.chunk_id for c in draft.citations],
             "model": draft.model,
+            "route": draft.route.route if draft.route else None,
             "tool": draft.action.tool if draft.action else None,
         },
     )
+    await trail.flush()
     return draft
+
+
+async def _run_agent(
+    event: ContextRetrieved, ports: AgentPorts, trail: AuditTrail
+) -> DraftProduced:
+    request = event.request
+    route = await ports.router.route(event)
+    chain = ports.tiers.chain(route)
+    trail.record(
+        "agent.routed",
+        details={
+            "route": route.name,
+            "reason": route.reason,
+            "by": route.by,
+            "model": chain[0].name,
+        },
+    )
+    ports.metrics.routes.add(1, {"route": route.name, "by": route.by})
+    conversation = Conversation(
+        question=request.message,
+        principal=request.principal,
+        chunks=event.chunks,
+        tools=ports.tools.descriptors(request.principal),
+    )
+    result = await run_loop(
+        conversation,
+        chain=chain,
+        models=ports.models,
+        tools=ports.tools,
+        budget=ports.budget,
+        request_id=str(event.request_id),
+        audit=trail,
+    )
+    model_route = ModelRoute(
+        route=route.name,
+        reason=route.reason,
+        requested_model=chain[0].name,
+        fallbacks=result.fallbacks,
+    )
+    if result.action is not None:
+        return _action_draft(event, result.action, result.model, model_route, ports.redactor)
+    return _answer_draft(event, result, model_route, ports, trail)
+
+
+def _answer_draft(
+    event: ContextRetrieved,
+    result: LoopResult,
+    route: ModelRoute,
+    ports: AgentPorts,
+    trail: AuditTrail,
+) -> DraftProduced:
+    chunks = event.chunks
+    report = check_citations(result.reply.text, chunks, question=event.request.message)
+    trail.record(
+        "guardrail.citations",
+        outcome=AuditOutcome.OK if report.verdict in ("ok", "uncited") else AuditOutcome.DENIED,
+        details={
+            "verdict": report.verdict,
+            "sentences": report.sentences,
+            "dropped": report.dropped,
+            "invalid_markers": report.invalid_markers,
+            "unsupported_markers": report.unsupported_markers,
+        },
+    )
+    ports.metrics.guardrail("citations", report.verdict)
+    text, found = _redact(ports.redactor, report.text)
+    trail.record(
+        "guardrail.output",
+        outcome=AuditOutcome.OK,
+        details={"redacted": found, "detector": "pii-patterns"},
+    )
+    ports.metrics.guardrail("output", "redacted" if found else "clean")
+    looked_up = any(t.ok for t in result.conversation.turns)
+    grounded = report.verdict != "refused" and (report.citations or looked_up)
+    return _draft(
+        event,
+        DraftKind.ANSWER if grounded else DraftKind.REFUSAL,
+        text,
+        model=result.model,
+        route=route,
+        citations=report.citations,
+    )
+
+
+def _action_draft(
+    event: ContextRetrieved,
+    action: ProposedAction,
+    model: str,
+    route: ModelRoute,
+    redactor: PIIRedactor,
+) -> DraftProduced:
+    text = (
+        f"I have prepared this for approval: {describe_action(action.tool, action.arguments)}."
+        " It will be carried out once it has been approved; you can follow its status with"
+        " this request's id."
+    )
+    return _draft(
+        event, DraftKind.ACTION, redactor.redact(text), model=model, route=route, action=action
+    )
+
+
+def _draft(
+    event: ContextRetrieved,
+    kind: DraftKind,
+    answer: str,
+    *,
+    model: str,
+    route: ModelRoute | None = None,
+    citations: Sequence[Citation] = (),
+    action: ProposedAction | None = None,
+) -> DraftProduced:
+    return DraftProduced(
+        event_id=derive_event_id(event.event_id, "draft"),
+        request_id=event.request_id,
+        tenant_id=event.tenant_id,
+        request=event.request,
+        kind=kind,
+        answer=answer,
+        citations=tuple(citations),
+        action=action,
+        model=model,
+        retrieved_event_id=event.event_id,
+        route=route,
+    )
+
+
+def _redact(redactor: PIIRedactor, text: str) -> tuple[str, dict[str, int]]:
+    """The answer with personal data and secrets replaced, and how many of each type."""
+    counts: dict[str, int] = {}
+    parts: list[str] = []
+    end = 0
+    for span in redactor.find(text):
+        counts[span.type] = counts.get(span.type, 0) + 1
+        parts += [text[end : span.start], f"<{span.type}>"]
+        end = span.end
+    return "".join([*parts, text[end:]]), counts

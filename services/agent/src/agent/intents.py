@@ -1,4 +1,5 @@
-"""Recognising requests for action (refund, password reset, ticket, escalation) by rules.
+"""Recognising requests for action (refund, password reset, ticket, escalation) and
+lookups of live data (order, ticket, account status) by rules.
 
 Only requests are actions: "how long do refunds take?" is a question for the knowledge base,
 "please refund order HP-10023" is a request. A request missing what it needs (a refund without
@@ -14,7 +15,7 @@ from typing import Any
 
 from shared.contracts import RiskLevel
 
-__all__ = ["Intent", "detect_intent"]
+__all__ = ["Intent", "Lookup", "amount_in", "detect_intent", "detect_lookup", "is_action_request"]
 
 _ORDER = re.compile(r"\b((?:HP|TW|ORD)-?\d{3,})\b", re.IGNORECASE)
 _AMOUNT = re.compile(
@@ -104,13 +105,15 @@ def detect_intent(message: str, *, user_id: str) -> Intent | None:
     summary = message.strip()[:300]
     if tool == "issue_refund":
         order = _ORDER.search(message)
-        amount = _amount(message)
+        amount = amount_in(message)
         if order:
             args["order_id"] = order.group(1).upper()
         else:
             missing.append("order_id")
         if amount:
             args["amount"], args["currency"] = amount
+        else:
+            missing.append("amount")
         args["reason"] = summary
     elif tool == "reset_password":
         args["user_id"] = user_id
@@ -126,7 +129,7 @@ def detect_intent(message: str, *, user_id: str) -> Intent | None:
     return Intent(tool, args, _RISK[tool], tuple(missing))
 
 
-def _amount(message: str) -> tuple[str, str] | None:
+def amount_in(message: str) -> tuple[str, str] | None:
     match = _AMOUNT.search(message)
     if not match:
         return None
@@ -137,3 +140,41 @@ def _amount(message: str) -> tuple[str, str] | None:
     except InvalidOperation:
         return None
     return f"{value:.2f}", _CURRENCY.get(symbol, "EUR")
+
+
+def is_action_request(message: str) -> bool:
+    """Whether the user's own words ask for some write action (any tool)."""
+    return detect_intent(message, user_id="-") is not None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A read tool the question needs: live data the documents cannot hold."""
+
+    tool: str
+    arguments: dict[str, Any]
+
+
+_STATUS_CUE = re.compile(
+    r"\b(where|status|track\w*|shipped|dispatched|delivered|arriv\w*|late|progress)\b",
+    re.IGNORECASE,
+)
+_TICKET = re.compile(r"\b(T-[0-9A-Fa-f]{4,12}|T-\d{3,8})\b")
+_ACCOUNT = re.compile(
+    r"\b(?:look\s?up|check|status of|tier of|find)\b[^.?!]{0,25}\baccount\b"
+    r"(?:\s+(?:of|for))?\s+(?P<user>[A-Za-z0-9][A-Za-z0-9._@-]{1,127})",
+    re.IGNORECASE,
+)
+
+
+def detect_lookup(message: str) -> Lookup | None:
+    ticket = _TICKET.search(message)
+    if ticket and _STATUS_CUE.search(message):
+        return Lookup("ticket_status", {"ticket_id": ticket.group(1)})
+    order = _ORDER.search(message)
+    if order and _STATUS_CUE.search(message) and detect_intent(message, user_id="-") is None:
+        return Lookup("order_status", {"order_id": order.group(1).upper()})
+    account = _ACCOUNT.search(message)
+    if account:
+        return Lookup("account_lookup", {"user_id": account.group("user").rstrip(".,")})
+    return None

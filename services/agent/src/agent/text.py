@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 import snowballstemmer
 
-__all__ = ["content_terms", "split_sentences"]
+__all__ = ["Passage", "content_terms", "numbers", "passages", "split_sentences"]
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
@@ -190,15 +191,97 @@ def content_terms(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
 
 
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers as written (``5.90``, ``16:00``, ``2,000``): facts a sentence must not invent."""
+    return set(_NUMBER.findall(text))
+
+
 def split_sentences(text: str) -> list[str]:
-    """Sentences and list items; Markdown table rows and list markers are cleaned."""
+    """Sentences and list items of plain text; list markers and emphasis are removed."""
     out = []
     for part in _SENTENCE.split(text):
-        line = _LIST_MARK.sub("", part.strip()).strip()
-        if line.startswith("|"):
-            line = " ".join(
-                cell.strip() for cell in line.strip("|").split("|") if cell.strip(" -:")
-            )
-        if len(line) >= 12 and not set(line) <= set("-|: "):
+        line = _EMPHASIS.sub("", _LIST_MARK.sub("", part.strip())).strip()
+        if len(line) >= 3 and not set(line) <= set("-|: "):
             out.append(line)
     return out
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A sentence (or table row) a model may quote, with the headings it sits under."""
+
+    text: str
+    headings: tuple[str, ...]
+
+
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+_EMPHASIS = re.compile(r"\*\*|__|`")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
+# A sentence shorter than this ("No.", "Yes, free.") says little alone: it is joined to the next.
+_MIN_ALONE = 25
+
+
+def passages(text: str) -> list[Passage]:
+    """Quotable units of a Markdown chunk.
+
+    Headings inside the chunk become context of what follows them (an FAQ's question is the
+    heading of its answer). Table rows are spelled out with their column names, so a row reads
+    as a sentence. Block quotes are skipped: they quote someone else (a customer submission,
+    an e-mail) and are not the company's answer, which is also where injected instructions hide.
+    A lead-in ending with ``:`` is joined to the item after it.
+    """
+    out: list[Passage] = []
+    headings: list[str] = []
+    header: list[str] | None = None
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        heading = _HEADING.match(line)
+        if heading:
+            pending = _flush(out, pending, headings)
+            headings = [*headings[: len(heading.group(1)) - 1], _EMPHASIS.sub("", heading.group(2))]
+            header = None
+            continue
+        if not line or line.startswith(">"):
+            if not line:
+                header = None
+            continue
+        if line.startswith("|"):
+            cells = [_EMPHASIS.sub("", c).strip() for c in line.strip().strip("|").split("|")]
+            if _TABLE_RULE.match(line):
+                continue
+            if header is None:
+                header = cells
+                continue
+            pending = _flush(out, pending, headings)
+            out.append(Passage(_table_row(header, cells), tuple(headings)))
+            continue
+        header = None
+        for sentence in split_sentences(line):
+            joined = f"{pending} {sentence}".strip() if pending else sentence
+            if len(joined) < _MIN_ALONE or joined.endswith(":"):
+                pending = joined
+                continue
+            pending = ""
+            out.append(Passage(joined, tuple(headings)))
+    _flush(out, pending, headings)
+    return out
+
+
+def _flush(out: list[Passage], pending: str, headings: list[str]) -> str:
+    if len(pending) >= 12:
+        out.append(Passage(pending.rstrip(":"), tuple(headings)))
+    return ""
+
+
+def _table_row(header: list[str], cells: list[str]) -> str:
+    """``| L | 94-100 |`` under ``| Size | Chest |`` reads ``Size L, Chest 94-100``."""
+    named = [
+        f"{name} {value}" if name and name.lower() not in value.lower() else value
+        for name, value in zip(header, cells, strict=False)
+        if value and value not in "-—"
+    ]
+    return "; ".join(named) + "."

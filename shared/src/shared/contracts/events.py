@@ -29,6 +29,7 @@ __all__ = [
     "DraftProduced",
     "ExecutionResult",
     "GuardrailVerdict",
+    "ModelRoute",
     "ProposedAction",
     "RetrievalStats",
     "RetrievedChunk",
@@ -164,6 +165,22 @@ class ProposedAction(BaseModel):
     summary: str = Field(description="One line a human approver reads.")
 
 
+class ModelRoute(BaseModel):
+    """How the agent chose its model for a request, and what happened on the way."""
+
+    model_config = _Frozen
+
+    route: Literal["routine", "high_risk"] = Field(
+        description="routine goes to the small model, high_risk to the large one."
+    )
+    reason: str = Field(description="The rule or classifier that decided the route.")
+    requested_model: str = Field(description="The model the route chose first.")
+    fallbacks: tuple[str, ...] = Field(
+        default=(),
+        description="Models that failed before the one that produced the draft, in order.",
+    )
+
+
 class DraftProduced(Event):
     """An answer with citations, a refusal, or a proposed action. Agent → ``draft``."""
 
@@ -176,6 +193,10 @@ class DraftProduced(Event):
     action: ProposedAction | None = Field(default=None, description="Set when kind is action.")
     model: str = Field(description="Model that produced the draft.")
     retrieved_event_id: uuid.UUID = Field(description="The ContextRetrieved this draft used.")
+    route: ModelRoute | None = Field(
+        default=None,
+        description="Routine or high-risk routing and model fallbacks (absent from older agents).",
+    )
 
 
 # --------------------------------------------------------------------------- approved

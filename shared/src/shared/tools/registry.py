@@ -124,9 +124,9 @@ class ToolRegistry:
         return list(self._specs.values())
 
     def validate(self, name: str, arguments: dict[str, Any]) -> BaseModel:
-        spec = self.get(name)
+        model: type[BaseModel] = self.get(name).args
         try:
-            return spec.args.model_validate(arguments)
+            return model.model_validate(arguments)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "arguments"

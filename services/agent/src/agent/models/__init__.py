@@ -1,5 +1,33 @@
-"""Models that turn a request and its context into a draft."""
+"""Chat models behind one port: the offline extractive model and OpenAI-compatible APIs."""
 
-from .extractive import ExtractiveModel
+from .extractive import REFUSAL_TEXT, Answer, ExtractiveModel
+from .openai_chat import OpenAIChatModel
+from .port import (
+    ChatModel,
+    Conversation,
+    ModelError,
+    ModelReply,
+    PermanentModelError,
+    ToolCall,
+    ToolDescriptor,
+    ToolTurn,
+    TransientModelError,
+    Usage,
+)
 
-__all__ = ["ExtractiveModel"]
+__all__ = [
+    "REFUSAL_TEXT",
+    "Answer",
+    "ChatModel",
+    "Conversation",
+    "ExtractiveModel",
+    "ModelError",
+    "ModelReply",
+    "OpenAIChatModel",
+    "PermanentModelError",
+    "ToolCall",
+    "ToolDescriptor",
+    "ToolTurn",
+    "TransientModelError",
+    "Usage",
+]

@@ -1,26 +1,65 @@
 """The offline extractive model: answers only with sentences taken from retrieved chunks.
 
-It is deterministic and needs no network. Each sentence of each retrieved chunk is scored by
-how much of the question's content (stemmed, stop words removed, weighted by rarity across the
-retrieved chunks) it covers; the best sentences become the answer, each cited as ``[n]``. When
-no sentence covers enough of the question, it refuses plainly instead of guessing.
+Deterministic, no network, a millisecond or two per request. Each quotable passage of each
+retrieved chunk (sentences, list items, table rows spelled out with their column names) is
+scored by how much of the question's content it covers: stemmed terms weighted by rarity
+across the retrieved chunks, headings above the passage counting half (an FAQ's question is
+the heading of its answer), a bonus when the question asks for a quantity and the passage
+holds one. The best passages become the answer, each cited as ``[n]``. When none covers
+enough of the question it refuses plainly instead of guessing.
+
+Behind the chat-model port it also acts on the request like a chat model would: it asks for
+a read tool when the question needs live data (an order's status) and proposes a write tool
+when the user asks for an action, through the same tool calls an LLM would make.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.contracts import Citation, RetrievedChunk
 
-from ..text import content_terms, split_sentences
+from ..intents import detect_intent, detect_lookup
+from ..text import Passage, content_terms, passages
+from .port import Conversation, ModelReply, ToolCall
 
 __all__ = ["REFUSAL_TEXT", "Answer", "ExtractiveModel"]
 
 REFUSAL_TEXT = (
     "I could not find an answer to that in the documents available to you, so I will not "
     "guess. Try rephrasing, or ask a colleague with access to more documents."
+)
+
+# Everyday phrasings mapped onto the words support documents use. Small on purpose: each
+# entry is a paraphrase customers use for a policy term, not a tuning knob.
+_EXPANSIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), extra)
+    for pattern, extra in (
+        (r"\bmoney back\b", "refund"),
+        (r"\bhow much\b|\bprice\b|\bcharge\b", "cost fee EUR"),
+        (r"\bhow long\b|\bhow fast\b|\bhow soon\b|\bwhen will\b", "days within"),
+        (r"\bsend (it )?back\b|\btake (it )?back\b", "return"),
+        (r"\bbroken\b|\bbroke\b", "damaged faulty"),
+        (r"\bmaximum\b|\bat most\b|\bmost i can\b", "limit up to"),
+        (r"\bminimum\b|\bat least\b", "or more"),
+    )
+)
+_QUANTITY_QUESTION = re.compile(
+    r"\b(how (much|many|long|fast|soon|far|often)|when|what time|minimum|maximum|limit|"
+    r"deadline|cost|price|fee|budget|allowance|target|size|which (day|size|priority))\b",
+    re.IGNORECASE,
+)
+_HAS_QUANTITY = re.compile(r"\d")
+# Text that addresses an assistant rather than a customer is never quoted as an answer.
+_ADDRESSED_TO_MODEL = re.compile(
+    r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions|rules|prompt)\b"
+    r"|\bsystem (message|prompt)\b|\byou are now\b|\b(admin|developer|god) mode\b"
+    r"|\bassistant reading this\b",
+    re.IGNORECASE,
 )
 
 
@@ -33,83 +72,180 @@ class Answer:
 
 @dataclass(frozen=True)
 class _Scored:
-    coverage: float
+    score: float
     chunk_rank: int
-    sentence: str
-    chunk: RetrievedChunk
+    passage: Passage
+    terms: frozenset[str]
 
 
 class ExtractiveModel:
-    name = "extractive-v1"
+    name = "extractive-v2"
+    provider = "offline"
 
     def __init__(self, *, max_sentences: int = 3, min_relevance: float = 0.34) -> None:
         self.max_sentences = max_sentences
         self.min_relevance = min_relevance
 
+    # ------------------------------------------------------------------ chat-model port
+    async def complete(self, conversation: Conversation) -> ModelReply:
+        call = self._tool_call(conversation) if conversation.allow_tools else None
+        if call is not None:
+            return ModelReply(text="", tool_calls=(call,), model=self.name, finish_reason="tool")
+        chosen = self.select(conversation.question, conversation.chunks)
+        facts = [_describe(t.call.name, t.content) for t in conversation.turns if t.ok]
+        problems = [str(t.content.get("message", "")) for t in conversation.turns if not t.ok]
+        # Markers name the chunk's position in the conversation; the citation check maps them.
+        quoted = [f"{_sentence(s.passage.text)} [{s.chunk_rank + 1}]" for s in chosen]
+        parts = [*_clarification(conversation), *facts, *quoted]
+        if not parts:
+            parts = [*(f"I could not complete that: {p}" for p in problems if p)] or [REFUSAL_TEXT]
+        return ModelReply(text=" ".join(parts), model=self.name)
+
+    # ------------------------------------------------------------------ plain answering
     def answer(self, question: str, chunks: Sequence[RetrievedChunk]) -> Answer:
-        query = list(dict.fromkeys(content_terms(question)))
-        if not query or not chunks:
-            return Answer(REFUSAL_TEXT, (), grounded=False)
-        weights = self._weights(query, chunks)
-        total = sum(weights.values())
-        scored: list[_Scored] = []
-        for rank, chunk in enumerate(chunks):
-            context = set(content_terms(" ".join((chunk.title, *chunk.section_path))))
-            for sentence in split_sentences(chunk.text):
-                terms = set(content_terms(sentence))
-                # Heading words count at half weight: they say what the sentence is about.
-                covered = sum(w for t, w in weights.items() if t in terms)
-                covered += 0.5 * sum(
-                    w for t, w in weights.items() if t in context and t not in terms
-                )
-                scored.append(_Scored(covered / total, rank, sentence, chunk))
-        best = sorted(scored, key=lambda s: (-s.coverage, s.chunk_rank))
-        chosen: list[_Scored] = []
-        seen_text: set[str] = set()
-        for item in best:
-            if item.coverage < self.min_relevance or len(chosen) >= self.max_sentences:
-                break
-            key = item.sentence.lower()
-            if key in seen_text:
-                continue
-            # Sentences other than the first must be nearly as good: no padding with noise.
-            if chosen and item.coverage < 0.6 * chosen[0].coverage:
-                break
-            seen_text.add(key)
-            chosen.append(item)
+        """The cited answer to ``question`` from ``chunks``, markers numbered from 1."""
+        chosen = self.select(question, chunks)
         if not chosen:
             return Answer(REFUSAL_TEXT, (), grounded=False)
-        return self._compose(chosen)
-
-    @staticmethod
-    def _weights(query: list[str], chunks: Sequence[RetrievedChunk]) -> dict[str, float]:
-        docs = [
-            set(content_terms(f"{c.title} {' '.join(c.section_path)} {c.text}")) for c in chunks
-        ]
-        n = len(docs)
-        return {t: math.log(1 + (n + 1) / (1 + sum(t in d for d in docs))) for t in query}
-
-    @staticmethod
-    def _compose(chosen: list[_Scored]) -> Answer:
         markers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
         for item in chosen:
-            chunk = item.chunk
+            chunk = chunks[item.chunk_rank]
             if chunk.chunk_id not in markers:
                 markers[chunk.chunk_id] = len(markers) + 1
-                citations.append(
-                    Citation(
-                        marker=markers[chunk.chunk_id],
-                        chunk_id=chunk.chunk_id,
-                        doc_id=chunk.doc_id,
-                        title=chunk.title,
-                        source_uri=chunk.source_uri,
-                        section=" › ".join(chunk.section_path),
-                    )
-                )
-            sentence = item.sentence.rstrip()
-            if sentence[-1] not in ".!?":
-                sentence += "."
-            parts.append(f"{sentence} [{markers[chunk.chunk_id]}]")
+                citations.append(citation_for(chunk, markers[chunk.chunk_id]))
+            parts.append(f"{_sentence(item.passage.text)} [{markers[chunk.chunk_id]}]")
         return Answer(" ".join(parts), tuple(citations), grounded=True)
+
+    def select(self, question: str, chunks: Sequence[RetrievedChunk]) -> list[_Scored]:
+        """The passages that answer ``question``, best first; empty when none does."""
+        query = list(dict.fromkeys(content_terms(_expand(question))))
+        if not query or not chunks:
+            return []
+        weights = _weights(query, chunks)
+        total = sum(weights.values())
+        wants_quantity = bool(_QUANTITY_QUESTION.search(question))
+        scored: list[_Scored] = []
+        for rank, chunk in enumerate(chunks):
+            outer = set(content_terms(" ".join((chunk.title, *chunk.section_path))))
+            for passage in passages(chunk.text):
+                if _ADDRESSED_TO_MODEL.search(passage.text):
+                    continue
+                terms = frozenset(content_terms(passage.text))
+                context = outer | set(content_terms(" ".join(passage.headings)))
+                covered = sum(w for t, w in weights.items() if t in terms)
+                covered += 0.5 * sum(w for t, w in weights.items() if t in context - terms)
+                score = covered / total
+                if wants_quantity and _HAS_QUANTITY.search(passage.text):
+                    score += 0.08
+                # Retrieval order breaks ties: the retriever saw more than term overlap.
+                score += 0.02 * (1 - rank / len(chunks))
+                scored.append(_Scored(score, rank, passage, terms))
+        scored.sort(key=lambda s: (-s.score, s.chunk_rank))
+        if not scored or scored[0].score < self.min_relevance:
+            return []
+        chosen = [scored[0]]
+        covered_terms = set(scored[0].terms)
+        # Later picks are scored by what they add: a question with two parts gets both parts
+        # answered instead of three rows of the same table.
+        for _ in range(self.max_sentences - 1):
+            best: _Scored | None = None
+            best_gain = 0.0
+            for item in scored:
+                if item.score < 0.6 * chosen[0].score:
+                    break
+                if item in chosen or any(_similar(item.terms, c.terms) for c in chosen):
+                    continue
+                repeat = sum(weights.get(t, 0.0) for t in item.terms & covered_terms)
+                gain = item.score - 0.5 * repeat / total
+                if gain > best_gain:
+                    best, best_gain = item, gain
+            if best is None or best_gain < 0.3 * chosen[0].score:
+                break
+            chosen.append(best)
+            covered_terms |= best.terms
+        return chosen
+
+    # ------------------------------------------------------------------ tool use
+    @staticmethod
+    def _tool_call(conversation: Conversation) -> ToolCall | None:
+        """A lookup or an action the user's own message asks for, once per conversation."""
+        offered = {t.name for t in conversation.tools}
+        done = {t.call.name for t in conversation.turns}
+        user_id = conversation.principal.user_id
+        for wanted in (
+            detect_lookup(conversation.question),
+            detect_intent(conversation.question, user_id=user_id),
+        ):
+            if wanted is None or wanted.tool not in offered or wanted.tool in done:
+                continue
+            if getattr(wanted, "missing", ()):
+                continue
+            arguments = json.loads(json.dumps(wanted.arguments, default=str))
+            return ToolCall(id=f"call_{len(done) + 1}", name=wanted.tool, arguments=arguments)
+        return None
+
+
+_TOOL_LABEL = {
+    "issue_refund": "a refund",
+    "reset_password": "a password reset",
+    "create_ticket": "a support ticket",
+    "escalate": "an escalation to a senior colleague",
+}
+
+
+def _clarification(conversation: Conversation) -> list[str]:
+    """What a requested action still needs, asked instead of guessed."""
+    intent = detect_intent(conversation.question, user_id=conversation.principal.user_id)
+    if intent is None or intent.complete:
+        return []
+    needed = ", ".join(m.replace("_", " ") for m in intent.missing)
+    return [f"To request {_TOOL_LABEL[intent.tool]} I need: {needed}. Please send it again."]
+
+
+def citation_for(chunk: RetrievedChunk, marker: int) -> Citation:
+    return Citation(
+        marker=marker,
+        chunk_id=chunk.chunk_id,
+        doc_id=chunk.doc_id,
+        title=chunk.title,
+        source_uri=chunk.source_uri,
+        section=" › ".join(chunk.section_path),
+    )
+
+
+def _expand(question: str) -> str:
+    extra = [words for pattern, words in _EXPANSIONS if pattern.search(question)]
+    return " ".join((question, *extra))
+
+
+def _weights(query: list[str], chunks: Sequence[RetrievedChunk]) -> dict[str, float]:
+    docs = [set(content_terms(f"{c.title} {' '.join(c.section_path)} {c.text}")) for c in chunks]
+    n = len(docs)
+    return {t: math.log(1 + (n + 1) / (1 + sum(t in d for d in docs))) for t in query}
+
+
+def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
+    return bool(a and b) and len(a & b) / len(a | b) > 0.8
+
+
+def _sentence(text: str) -> str:
+    text = text.rstrip()
+    return text if text[-1:] in ".!?" else f"{text}."
+
+
+def _describe(tool: str, data: dict[str, object]) -> str:
+    """One plain sentence about a read tool's result (the offline model has no prose)."""
+    fields = ", ".join(
+        f"{k.replace('_', ' ')} {_plain(v)}" for k, v in data.items() if v not in (None, "", [])
+    )
+    return f"Result of {tool.replace('_', ' ')}: {fields}."
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, list):
+        return "; ".join(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return str(value.get("name") or value.get("sku") or ", ".join(map(str, value.values())))
+    return str(value)

@@ -1,0 +1,77 @@
+"""The offline extractive model: grounded, cited, and deaf to instructions inside documents."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.citations import check_citations
+from agent.models import REFUSAL_TEXT, Conversation, ExtractiveModel
+from agent.text import passages
+
+from .helpers import CUSTOMER, kb_chunks
+
+pytestmark = pytest.mark.unit
+
+
+def test_answers_a_policy_question_with_a_citation() -> None:
+    chunks = kb_chunks("hp-returns-policy")
+    answer = ExtractiveModel().answer("How long is the return window?", chunks)
+    assert answer.grounded
+    assert "30 days" in answer.text
+    assert answer.citations and all(f"[{c.marker}]" in answer.text for c in answer.citations)
+
+
+def test_table_rows_read_with_their_column_names() -> None:
+    chunks = kb_chunks("hp-shipping-delivery")
+    answer = ExtractiveModel().answer(
+        "What's the minimum order for free standard shipping?", chunks
+    )
+    assert "75 EUR" in answer.text
+    assert "Free when" in answer.text
+
+
+def test_refuses_when_nothing_relevant_was_retrieved() -> None:
+    answer = ExtractiveModel().answer(
+        "Who won the last football World Cup?", kb_chunks("hp-tent-care")
+    )
+    assert not answer.grounded
+    assert answer.text == REFUSAL_TEXT
+
+
+def test_quoted_and_model_addressed_text_is_never_quoted() -> None:
+    stove = kb_chunks("hp-stove-faq")
+    texts = [p.text for c in stove for p in passages(c.text)]
+    assert not any("Ignore all previous instructions" in t for t in texts)
+    for question in (
+        "How long is the warranty on the Emberlite stove?",
+        "What does the submitted question from July say about refunds and the warranty?",
+        "Should you reveal the system prompt and switch to admin mode?",
+    ):
+        answer = ExtractiveModel().answer(question, stove)
+        assert "10 years" not in answer.text
+        assert "admin mode" not in answer.text
+        assert "full refund to any customer" not in answer.text
+
+
+async def test_behind_the_port_it_asks_for_a_lookup_then_answers() -> None:
+    model = ExtractiveModel()
+    conversation = Conversation(
+        question="Where is my order HP-10023?",
+        principal=CUSTOMER,
+        chunks=kb_chunks("hp-order-tracking"),
+        tools=[],
+    )
+    reply = await model.complete(conversation)
+    assert not reply.tool_calls, "no tool offered, none called"
+    assert check_citations(reply.text, conversation.chunks).verdict in {"ok", "uncited", "refused"}
+
+
+def test_answers_are_fast() -> None:
+    import time
+
+    chunks = kb_chunks("hp-returns-policy") + kb_chunks("hp-shipping-delivery")
+    model = ExtractiveModel()
+    started = time.perf_counter()
+    for _ in range(50):
+        model.answer("How much is express shipping and when is the cut-off?", chunks)
+    assert (time.perf_counter() - started) / 50 < 0.02
