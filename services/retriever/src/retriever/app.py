@@ -1,18 +1,24 @@
-"""Composition root of the retriever."""
+"""Composition root of the retriever: settings in, a running service out."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
+from shared.auth import TokenService
 from shared.contracts import ChatRequested, Topic
+from shared.guardrails import AllowAll, InputScreen
 from shared.service import Service
 
+from .documents import discover, load_many
 from .engine import Engine, build_engine
 from .handlers import RetrieverPorts, handle_chat_requested
+from .http_api import knowledge_router
+from .ingest import IngestReport
 from .settings import RetrieverSettings
 
 __all__ = ["build", "build_service"]
@@ -21,17 +27,38 @@ log = logging.getLogger(__name__)
 
 
 def build_service(
-    settings: RetrieverSettings, *, engine: Engine | None = None, **overrides: Any
+    settings: RetrieverSettings,
+    *,
+    engine: Engine | None = None,
+    screen: InputScreen | None = None,
+    **overrides: Any,
 ) -> Service:
+    """``engine`` replaces the one built from settings (tests); ``screen`` is the input
+    guardrail run on every request before retrieval (allow-all until the detector lands)."""
     service = Service("retriever", settings, **overrides)
+    input_screen = screen or AllowAll()
     holder: dict[str, Engine] = {}
+
+    def current() -> Engine:
+        if "engine" not in holder:
+            raise RuntimeError("retrieval engine used before the service started")
+        return holder["engine"]
 
     @service.on_startup
     async def open_engine() -> None:
-        holder["engine"] = engine or await asyncio.to_thread(build_engine, settings)
+        holder["engine"] = (
+            engine
+            if engine is not None
+            else await asyncio.to_thread(
+                build_engine, settings, registry=service.telemetry.registry
+            )
+        )
         if settings.knowledge_base is not None:
             report = await asyncio.to_thread(
-                holder["engine"].ingestor.ingest_folder, settings.knowledge_base
+                _ingest_folder,
+                holder["engine"],
+                settings.knowledge_base,
+                settings.ingest.max_document_bytes,
             )
             log.info(
                 "knowledge base: %d indexed, %d unchanged, %d failed",
@@ -42,17 +69,26 @@ def build_service(
 
     @service.on_shutdown
     async def close_engine() -> None:
-        if "engine" in holder and engine is None:
-            holder["engine"].close()
+        built = holder.pop("engine", None)
+        if built is not None and engine is None:
+            built.close()
 
     async def on_request(event: ChatRequested) -> None:
-        e = holder["engine"]
+        e = current()
         await handle_chat_requested(
-            event, RetrieverPorts(searcher=e.searcher, bus=service.bus, top_k=settings.top_k)
+            event,
+            RetrieverPorts(
+                retriever=e.retriever, screen=input_screen, bus=service.bus, top_k=settings.top_k
+            ),
         )
 
     service.bus.subscribe(Topic.REQUEST, on_request, group_id=settings.group_id)
+    service.include_router(knowledge_router(settings, TokenService(settings.auth), current))
     return service
+
+
+def _ingest_folder(engine: Engine, folder: Path, max_bytes: int) -> IngestReport:
+    return engine.ingestor.ingest(load_many(discover(folder), max_bytes=max_bytes))
 
 
 def build(settings: RetrieverSettings | None = None) -> FastAPI:

@@ -1,20 +1,23 @@
-"""Structure-aware chunking of Markdown-like text.
+"""Structure-following chunking of parsed documents.
 
-Chunks follow the document's structure: a heading starts a new section (its path of
-headings travels with each chunk), blank lines separate blocks (paragraphs, lists, tables),
-and blocks are packed into chunks up to ``max_chars`` without splitting a block unless the
-block alone is too long (then it is split on sentences). Consecutive chunks of a section
-share ``overlap_chars`` of trailing text so a fact spanning a boundary stays findable.
+Chunks never cross a section boundary (the heading path travels with each chunk). Within a
+section, whole blocks (paragraphs, lists, tables, code) are packed up to ``max_chars``; a block
+that alone is too long is split on line breaks, then on sentences, then on spaces. Consecutive
+chunks of one section share up to ``overlap_chars`` of trailing text, so a fact that straddles
+a boundary is still found whole in one of them.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Chunk", "chunk_markdown"]
+from .documents import Block
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+__all__ = ["Chunk", "chunk_blocks"]
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 
 
@@ -25,82 +28,62 @@ class Chunk:
     position: int
 
 
-def chunk_markdown(text: str, *, max_chars: int = 1200, overlap_chars: int = 200) -> list[Chunk]:
-    sections = _sections(text)
+def chunk_blocks(
+    blocks: Sequence[Block], *, max_chars: int = 1200, overlap_chars: int = 200
+) -> list[Chunk]:
+    if max_chars < 50 or not 0 <= overlap_chars < max_chars // 2:
+        raise ValueError("need max_chars >= 50 and 0 <= overlap_chars < max_chars / 2")
     chunks: list[Chunk] = []
-    for path, blocks in sections:
-        pieces: list[str] = []
-        for block in blocks:
-            pieces.extend(_split_long(block, max_chars))
-        current = ""
+    for path, section in itertools.groupby(blocks, key=lambda b: b.section_path):
+        for text in _pack(section, max_chars, overlap_chars):
+            chunks.append(Chunk(path, text, len(chunks)))
+    return chunks
+
+
+def _pack(section: Iterable[Block], max_chars: int, overlap_chars: int) -> Iterable[str]:
+    current = ""
+    # Pieces of a split block leave room for the overlap, so it is never squeezed out.
+    piece_chars = max_chars - overlap_chars - 2
+    for block in section:
+        pieces = [block.text] if len(block.text) <= max_chars else _split(block.text, piece_chars)
         for piece in pieces:
             candidate = f"{current}\n\n{piece}" if current else piece
             if len(candidate) <= max_chars:
                 current = candidate
                 continue
-            chunks.append(Chunk(path, current, len(chunks)))
+            yield current
             tail = _tail(current, overlap_chars)
             current = (
                 f"{tail}\n\n{piece}" if tail and len(tail) + len(piece) + 2 <= max_chars else piece
             )
-        if current.strip():
-            chunks.append(Chunk(path, current, len(chunks)))
-    return chunks
+    if current.strip():
+        yield current
 
 
-def _sections(text: str) -> list[tuple[tuple[str, ...], list[str]]]:
-    path: list[tuple[int, str]] = []
-    sections: list[tuple[tuple[str, ...], list[str]]] = []
-    block: list[str] = []
-    blocks: list[str] = []
-    in_fence = False
-
-    def flush_block() -> None:
-        if block and any(line.strip() for line in block):
-            blocks.append("\n".join(block).strip())
-        block.clear()
-
-    def flush_section() -> None:
-        flush_block()
-        if blocks:
-            sections.append((tuple(title for _, title in path), list(blocks)))
-        blocks.clear()
-
-    for line in text.splitlines():
-        if line.strip().startswith("```"):
-            in_fence = not in_fence
-            block.append(line)
-            continue
-        heading = None if in_fence else _HEADING.match(line)
-        if heading:
-            flush_section()
-            level = len(heading.group(1))
-            while path and path[-1][0] >= level:
-                path.pop()
-            path.append((level, heading.group(2).strip()))
-        elif not line.strip() and not in_fence:
-            flush_block()
-        else:
-            block.append(line)
-    flush_section()
-    return sections
+def _split(text: str, max_chars: int) -> list[str]:
+    """Pieces of at most ``max_chars``, cut at the largest unit that fits: lines, sentences,
+    then words (a hard cut only for a "word" longer than the limit)."""
+    if len(text) <= max_chars:
+        return [text]
+    for separator, units in (("\n", text.split("\n")), (" ", _SENTENCE_END.split(text))):
+        if len(units) > 1:
+            return _merge([p for u in units for p in _split(u, max_chars)], separator, max_chars)
+    words = text.split(" ")
+    if len(words) > 1:
+        return _merge([p for w in words for p in _split(w, max_chars)], " ", max_chars)
+    return [text[i : i + max_chars] for i in range(0, len(text), max_chars)]
 
 
-def _split_long(block: str, max_chars: int) -> list[str]:
-    if len(block) <= max_chars:
-        return [block]
+def _merge(units: list[str], separator: str, max_chars: int) -> list[str]:
     out: list[str] = []
     current = ""
-    for sentence in _SENTENCE_END.split(block):
-        while len(sentence) > max_chars:  # a "sentence" without punctuation: hard cut on a space
-            cut = sentence.rfind(" ", 0, max_chars)
-            cut = cut if cut > max_chars // 2 else max_chars
-            out.append(sentence[:cut].strip())
-            sentence = sentence[cut:].strip()
-        candidate = f"{current} {sentence}".strip()
-        if len(candidate) > max_chars and current:
+    for unit in units:
+        if not unit.strip():
+            continue
+        candidate = f"{current}{separator}{unit}" if current else unit
+        if len(candidate) > max_chars:
             out.append(current)
-            current = sentence
+            current = unit
         else:
             current = candidate
     if current:
@@ -109,12 +92,14 @@ def _split_long(block: str, max_chars: int) -> list[str]:
 
 
 def _tail(text: str, overlap_chars: int) -> str:
+    """The last whole sentences (or lines) of ``text`` that fit in ``overlap_chars``."""
     if overlap_chars <= 0:
         return ""
-    sentences = _SENTENCE_END.split(text)
+    units = [u for u in re.split(r"\n+|(?<=[.!?])\s+", text) if u.strip()]
     tail = ""
-    for sentence in reversed(sentences):
-        if len(tail) + len(sentence) + 1 > overlap_chars:
+    for unit in reversed(units):
+        candidate = f"{unit} {tail}".strip()
+        if len(candidate) > overlap_chars:
             break
-        tail = f"{sentence} {tail}".strip()
+        tail = candidate
     return tail

@@ -1,4 +1,10 @@
-"""Retriever logic: a ChatRequested in, a ContextRetrieved out, one audit step."""
+"""Retriever logic: a ChatRequested in; the input screen, then retrieval; a ContextRetrieved
+out, and the audit steps.
+
+The input guardrail runs before anything else reads the message: a request it blocks is
+never embedded or searched, and still gets a ContextRetrieved (no chunks, the verdict set) so
+the saga ends with a refusal instead of a timeout. Every verdict is audited.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,21 @@ from datetime import datetime
 from opentelemetry import trace
 
 from shared.contracts import (
+    AuditOutcome,
     ChatRequested,
     ContextRetrieved,
+    GuardrailVerdict,
     RetrievalStats,
     RetrievedChunk,
     Topic,
     derive_event_id,
 )
+from shared.guardrails import InputScreen
 from shared.messaging import EventBus
 from shared.principal import Classification, StaffLevel
 
-from .search import HybridSearcher, RankedChunk
+from .retrieval import Retrieval, Retriever
+from .search import RankedChunk
 
 __all__ = ["RetrieverPorts", "handle_chat_requested"]
 
@@ -28,7 +38,8 @@ tracer = trace.get_tracer("retriever")
 
 @dataclass(frozen=True)
 class RetrieverPorts:
-    searcher: HybridSearcher
+    retriever: Retriever
+    screen: InputScreen
     bus: EventBus
     top_k: int
 
@@ -53,48 +64,105 @@ def _to_contract(chunk: RankedChunk) -> RetrievedChunk:
 
 
 async def handle_chat_requested(event: ChatRequested, ports: RetrieverPorts) -> ContextRetrieved:
-    with tracer.start_as_current_span(
-        "retrieval",
-        attributes={
-            "gen_ai.operation.name": "retrieval",
-            "gen_ai.request.model": ports.searcher.embedder.model_name,
-            "request_id": str(event.request_id),
-        },
-    ) as span:
-        # Embedding and index search are CPU work in native code: keep the loop free for
-        # heartbeats and health checks.
-        result = await asyncio.to_thread(
-            ports.searcher.search, event.message, event.principal, ports.top_k
+    verdict = await _screen(event, ports)
+    if verdict.blocked:
+        out = ContextRetrieved(
+            event_id=derive_event_id(event.event_id, "retrieved"),
+            request_id=event.request_id,
+            tenant_id=event.tenant_id,
+            request=event,
+            input_verdict=verdict,
+            stats=RetrievalStats(
+                candidates=0,
+                latency_ms=0.0,
+                index_version=ports.retriever.searcher.index.version,
+                embedding_model=ports.retriever.searcher.embedder.model_name,
+            ),
         )
-        span.set_attribute("retrieval.chunks", len(result.chunks))
-        span.set_attribute("retrieval.latency_ms", result.latency_ms)
+        await ports.bus.publish(Topic.RETRIEVED, out)
+        return out
+    retrieval = await _retrieve(event, ports)
+    result = retrieval.result
     out = ContextRetrieved(
         event_id=derive_event_id(event.event_id, "retrieved"),
         request_id=event.request_id,
         tenant_id=event.tenant_id,
         request=event,
+        input_verdict=verdict,
         chunks=tuple(_to_contract(c) for c in result.chunks),
         stats=RetrievalStats(
             candidates=result.candidates,
             latency_ms=round(result.latency_ms, 3),
-            cache_hit=False,
+            cache_hit=retrieval.cache_hit,
             index_version=result.index_version,
-            embedding_model=ports.searcher.embedder.model_name,
+            embedding_model=ports.retriever.searcher.embedder.model_name,
         ),
     )
     await ports.bus.publish(Topic.RETRIEVED, out)
+    details: dict[str, object] = {
+        "chunks": len(out.chunks),
+        "doc_ids": sorted({c.doc_id for c in out.chunks}),
+        "latency_ms": out.stats.latency_ms,
+        "cache_hit": out.stats.cache_hit,
+        "index_version": out.stats.index_version,
+    }
+    if retrieval.rejected:
+        details["query_rejected"] = retrieval.rejected
+    if result.degraded:
+        details["degraded"] = list(result.degraded)
     await ports.bus.audit(
         request_id=event.request_id,
         tenant_id=event.tenant_id,
         action="retrieval.completed",
         actor=event.principal.user_id,
         subject_event_id=out.event_id,
-        details={
-            "chunks": len(out.chunks),
-            "doc_ids": sorted({c.doc_id for c in out.chunks}),
-            "latency_ms": out.stats.latency_ms,
-            "cache_hit": out.stats.cache_hit,
-            "index_version": out.stats.index_version,
-        },
+        details=details,
     )
     return out
+
+
+async def _screen(event: ChatRequested, ports: RetrieverPorts) -> GuardrailVerdict:
+    with tracer.start_as_current_span("guardrail.input") as span:
+        # A detector may be a model: keep the loop free for heartbeats and health checks.
+        # If it fails, the handler fails and the bus retries, then dead-letters: no request
+        # reaches retrieval unscreened.
+        verdict = await asyncio.to_thread(ports.screen.screen, event.message)
+        span.set_attribute("guardrail.blocked", verdict.blocked)
+        span.set_attribute("guardrail.detector", verdict.detector)
+    await ports.bus.audit(
+        request_id=event.request_id,
+        tenant_id=event.tenant_id,
+        action="guardrail.input",
+        actor=event.principal.user_id,
+        subject_event_id=event.event_id,
+        outcome=AuditOutcome.DENIED if verdict.blocked else AuditOutcome.OK,
+        details={
+            "blocked": verdict.blocked,
+            "score": round(verdict.score, 4),
+            "signals": list(verdict.signals),
+            "detector": verdict.detector,
+        },
+    )
+    return verdict
+
+
+async def _retrieve(event: ChatRequested, ports: RetrieverPorts) -> Retrieval:
+    searcher = ports.retriever.searcher
+    with tracer.start_as_current_span(
+        "retrieval",
+        attributes={
+            "gen_ai.operation.name": "retrieval",
+            "gen_ai.request.model": searcher.embedder.model_name,
+            "request_id": str(event.request_id),
+        },
+    ) as span:
+        # Embedding and index search are CPU work in native code: run them off the loop.
+        retrieval = await asyncio.to_thread(
+            ports.retriever.retrieve, event.message, event.principal, ports.top_k
+        )
+        span.set_attribute("retrieval.chunks", len(retrieval.result.chunks))
+        span.set_attribute("retrieval.latency_ms", retrieval.result.latency_ms)
+        span.set_attribute("retrieval.cache_hit", retrieval.cache_hit)
+        if retrieval.rejected:
+            span.set_attribute("retrieval.query_rejected", retrieval.rejected)
+    return retrieval

@@ -1,14 +1,35 @@
+"""Retriever settings (``RETRIEVER_`` prefix, nested blocks with ``__``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.principal import StaffLevel
 from shared.settings import HttpSettings, ServiceSettings
 
+__all__ = [
+    "CacheSettings",
+    "ChunkingSettings",
+    "EmbeddingSettings",
+    "IndexSettings",
+    "IngestSettings",
+    "QuerySettings",
+    "RankingSettings",
+    "RerankSettings",
+    "RetrieverSettings",
+    "SparseSettings",
+]
+
 _block = ConfigDict(extra="forbid", frozen=True)
+
+
+def default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("support-platform")) / "embeddings"
 
 
 class IndexSettings(BaseModel):
@@ -19,22 +40,116 @@ class IndexSettings(BaseModel):
         description="Folder of the embedded index (qdrant-edge). None: a temporary folder.",
     )
     qdrant_url: str | None = Field(
-        default=None, description="Use a Qdrant server instead of the embedded index."
+        default=None,
+        description="Use a Qdrant server (qdrant-client) instead of the embedded index.",
     )
-    qdrant_api_key: str | None = None
-    collection: str = "knowledge"
+    qdrant_api_key: SecretStr | None = None
+    collection: str = Field(default="knowledge", description="Qdrant server collection.")
+    timeout_s: float = Field(default=10.0, gt=0)
 
 
 class EmbeddingSettings(BaseModel):
     model_config = _block
 
-    provider: Literal["onnx-minilm", "openai"] = "onnx-minilm"
-    model: str = "all-MiniLM-L6-v2-int8"
-    max_length: int = Field(default=256, ge=16, le=512)
-    batch_size: int = Field(default=32, ge=1)
-    threads: int = Field(default=2, ge=1)
-    openai_base_url: str | None = None
-    openai_api_key: str | None = None
+    provider: Literal["onnx-minilm", "openai"] = Field(
+        default="onnx-minilm",
+        description="onnx-minilm: offline int8 all-MiniLM-L6-v2; openai: any /v1/embeddings API.",
+    )
+    model: str = Field(default="text-embedding-3-small", description="Model name for the API.")
+    max_length: int = Field(default=256, ge=16, le=512, description="Tokens per text (ONNX).")
+    batch_size: int = Field(default=32, ge=1, le=2048)
+    threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads.")
+    openai_base_url: str | None = Field(default=None, description="e.g. http://host:8080/v1")
+    openai_api_key: SecretStr | None = None
+    dimensions: int | None = Field(default=None, ge=8, description="Requested API vector size.")
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    cache: bool = Field(default=True, description="Cache passage vectors on disk.")
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="Persistent embedding cache, keyed by content hash and model name.",
+    )
+
+
+class SparseSettings(BaseModel):
+    """BM25 as sparse vectors; the index applies IDF."""
+
+    model_config = _block
+
+    k1: float = Field(default=1.2, gt=0)
+    b: float = Field(default=0.75, ge=0, le=1)
+    avg_len: float = Field(default=256.0, gt=0, description="Average chunk length in tokens.")
+    title_boost: int = Field(
+        default=3, ge=1, le=10, description="Times the title counts in a chunk's term weights."
+    )
+    stopwords: bool = Field(default=True, description="Drop English stop words.")
+
+
+class ChunkingSettings(BaseModel):
+    model_config = _block
+
+    max_chars: int = Field(default=2000, ge=200, le=20_000)
+    overlap_chars: int = Field(default=200, ge=0, le=2000)
+
+
+class RankingSettings(BaseModel):
+    """Candidate generation and fusion (see docs/rag-pipeline.md for why these values)."""
+
+    model_config = _block
+
+    candidates: int = Field(default=100, ge=1, le=1000, description="Per-stage candidates.")
+    fusion: Literal["convex", "rrf"] = "convex"
+    dense_weight: float = Field(default=0.5, ge=0, le=1, description="Convex: weight of dense.")
+    rrf_k: int = Field(default=60, ge=1)
+
+
+class RerankSettings(BaseModel):
+    model_config = _block
+
+    provider: Literal["none", "sentence-maxsim", "api"] = Field(
+        default="sentence-maxsim",
+        description="sentence-maxsim: rescoring by the best-matching sentence (offline);"
+        " api: a cross-encoder behind a /rerank HTTP API.",
+    )
+    depth: int = Field(default=50, ge=1, le=500, description="Fused candidates reranked.")
+    weight: float = Field(default=0.3, ge=0, le=1, description="Share of the rerank score.")
+    api_url: str | None = Field(default=None, description="POST {query, documents} → scores.")
+    api_key: SecretStr | None = None
+    api_model: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class QuerySettings(BaseModel):
+    model_config = _block
+
+    max_chars: int = Field(default=2000, ge=10, description="Longer queries are refused.")
+    min_supported_script_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of letters that must be in a script the models know (Latin, Greek).",
+    )
+
+
+class CacheSettings(BaseModel):
+    model_config = _block
+
+    enabled: bool = True
+    max_entries: int = Field(default=4096, ge=1)
+    ttl_s: float = Field(default=600.0, gt=0)
+
+
+class IngestSettings(BaseModel):
+    model_config = _block
+
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    admin_roles: tuple[str, ...] = Field(
+        default=("knowledge-admin",), description="Roles allowed to ingest and delete documents."
+    )
+    admin_min_level: StaffLevel = Field(
+        default=StaffLevel.L1, description="Staff level a knowledge admin must have at least."
+    )
+    window_chunks: int = Field(default=256, ge=1, description="Chunks embedded together.")
 
 
 class RetrieverSettings(ServiceSettings):
@@ -46,14 +161,21 @@ class RetrieverSettings(ServiceSettings):
         populate_by_name=True,
     )
 
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8002))
+    # Uploads carry whole documents: a larger body limit than the other services.
+    http: HttpSettings = Field(
+        default_factory=lambda: HttpSettings(port=8002, max_body_bytes=25 * 1024 * 1024)
+    )
     group_id: str = "retriever"
     index: IndexSettings = Field(default_factory=IndexSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    sparse: SparseSettings = Field(default_factory=SparseSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    ranking: RankingSettings = Field(default_factory=RankingSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     top_k: int = Field(default=6, ge=1, le=50, description="Chunks handed to the agent.")
-    candidates: int = Field(
-        default=50, ge=1, le=1000, description="Per-stage candidates before fusion."
-    )
     knowledge_base: Path | None = Field(
         default=None, description="Folder ingested at start-up (skipped when unchanged)."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnxruntime as ort
@@ -84,7 +85,7 @@ class OnnxMiniLM:
         return out
 
     def embed_query(self, text: str) -> Vectors:
-        return self._forward([self._tokenizer.encode(text)])[0]
+        return cast(Vectors, self._forward([self._tokenizer.encode(text)])[0])
 
     def _forward(self, encodings: list[Encoding]) -> Vectors:
         length = max(len(e.ids) for e in encodings)
@@ -96,8 +97,8 @@ class OnnxMiniLM:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, feeds)[0]
+        hidden = np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-        return (pooled / norms).astype(np.float32)
+        return cast(Vectors, (pooled / norms).astype(np.float32))

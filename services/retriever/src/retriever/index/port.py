@@ -1,8 +1,12 @@
 """What the retriever needs from a vector index, independent of the engine.
 
-The index does candidate generation only: a dense and a sparse (BM25) nearest-neighbour
-search, each with the principal's :class:`AccessScope` as a filter *of the index query*, so
-a chunk the principal may not read is never a candidate. Fusion and reranking happen above.
+The index does candidate generation and candidate scoring only: a dense and a sparse (BM25)
+nearest-neighbour search, and a sentence-level MaxSim score for given candidates, each with
+the principal's :class:`AccessScope` as a filter *of the index query*, so a chunk the principal
+may not read is never a candidate. Fusion and reranking happen above, in pure code.
+
+Documents are keyed by ``(tenant_id, doc_id)``: two tenants may use the same ``doc_id`` and
+never touch each other's chunks.
 """
 
 from __future__ import annotations
@@ -18,7 +22,19 @@ import numpy.typing as npt
 
 from shared.principal import Classification, Principal, StaffLevel
 
-__all__ = ["AccessScope", "ChunkIndex", "ChunkRecord", "Hit", "SparseVec", "point_id"]
+__all__ = [
+    "AccessScope",
+    "ChunkIndex",
+    "ChunkRecord",
+    "DocKey",
+    "Hit",
+    "IndexedDocument",
+    "SparseVec",
+    "point_id",
+]
+
+Vectors = npt.NDArray[np.float32]
+DocKey = tuple[str, str]
 
 _POINT_NAMESPACE = uuid.UUID("0d6f8f3e-6f0b-4c1a-8f76-2d7c3a9b5e42")
 
@@ -51,8 +67,10 @@ class ChunkRecord:
     classification: Classification
     updated_at: datetime | None
     position: int
-    dense: npt.NDArray[np.float32] = field(repr=False, compare=False)
+    dense: Vectors = field(repr=False, compare=False)
     sparse: SparseVec = field(repr=False, compare=False)
+    #: One unit vector per sentence of the chunk (at least one row), for MaxSim rescoring.
+    sentences: Vectors = field(repr=False, compare=False)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -74,7 +92,11 @@ class ChunkRecord:
 
 @dataclass(frozen=True)
 class AccessScope:
-    """Everything that decides what a principal may read, as index filter values."""
+    """Everything that decides what a principal may read, as index filter values.
+
+    Two principals with equal scopes read exactly the same chunks, so the retrieval cache is
+    keyed by it (see :meth:`key`).
+    """
 
     tenant_id: str
     roles: tuple[str, ...]
@@ -85,13 +107,24 @@ class AccessScope:
     def of(cls, principal: Principal) -> AccessScope:
         return cls(
             tenant_id=principal.tenant_id,
-            roles=principal.roles,
+            roles=tuple(sorted(principal.roles)),
             levels=tuple(level.value for level in principal.level.levels_up_to()),
             classifications=tuple(c.value for c in principal.clearance.readable_up_to()),
         )
 
+    @property
+    def key(self) -> str:
+        return "|".join(
+            (
+                self.tenant_id,
+                ",".join(self.roles),
+                ",".join(self.levels),
+                ",".join(self.classifications),
+            )
+        )
+
     def admits(self, payload: Mapping[str, Any]) -> bool:
-        """The same rule as the index filter, for assertions in tests and audits."""
+        """The same rule as the index filter, for the in-memory index and for assertions."""
         return (
             payload["tenant_id"] == self.tenant_id
             and bool(set(payload["allowed_roles"]) & set(self.roles))
@@ -102,8 +135,19 @@ class AccessScope:
 
 @dataclass(frozen=True)
 class Hit:
-    payload: Mapping[str, Any]
+    chunk_id: str
     score: float
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexedDocument:
+    """What the index knows about a document without reading its chunks."""
+
+    version: str
+    classification: Classification
+    min_level: StaffLevel
+    chunks: int
 
 
 class ChunkIndex(Protocol):
@@ -112,24 +156,29 @@ class ChunkIndex(Protocol):
         """Changes whenever the indexed content changes (keys the retrieval cache)."""
         ...
 
-    def replace_document(self, doc_id: str, chunks: Sequence[ChunkRecord]) -> None:
+    def replace_document(self, key: DocKey, chunks: Sequence[ChunkRecord]) -> None:
         """Make ``chunks`` the document's only chunks. A concurrent search sees either the
         old chunks or the new ones, never both and never neither."""
         ...
 
-    def delete_document(self, doc_id: str) -> int:
+    def delete_document(self, key: DocKey) -> int:
         """Remove every chunk of the document; return how many were removed."""
         ...
 
-    def document_versions(self) -> dict[str, str]:
-        """doc_id → indexed version, to skip unchanged documents on re-ingest."""
+    def documents(self, tenant_id: str | None = None) -> dict[DocKey, IndexedDocument]:
+        """Indexed documents (of one tenant, or all), to skip unchanged ones and to authorise
+        replacements."""
         ...
 
-    def search_dense(
-        self, vector: npt.NDArray[np.float32], scope: AccessScope, limit: int
-    ) -> list[Hit]: ...
+    def search_dense(self, vector: Vectors, scope: AccessScope, limit: int) -> list[Hit]: ...
 
     def search_sparse(self, vector: SparseVec, scope: AccessScope, limit: int) -> list[Hit]: ...
+
+    def sentence_scores(
+        self, vector: Vectors, chunk_ids: Sequence[str], scope: AccessScope
+    ) -> dict[str, float]:
+        """MaxSim of the query vector against each candidate's sentence vectors."""
+        ...
 
     def count(self) -> int: ...
 

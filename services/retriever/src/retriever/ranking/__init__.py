@@ -1,0 +1,17 @@
+"""Ranking: fusion of the retrieval stages (pure functions) and the rerank port."""
+
+from .fusion import convex, normalise, ranked, rrf
+from .rerank import Candidate, HttpReranker, NoRerank, Reranker, RerankUnavailable, SentenceMaxSim
+
+__all__ = [
+    "Candidate",
+    "HttpReranker",
+    "NoRerank",
+    "RerankUnavailable",
+    "Reranker",
+    "SentenceMaxSim",
+    "convex",
+    "normalise",
+    "ranked",
+    "rrf",
+]

@@ -1,0 +1,179 @@
+"""Hybrid search: BM25 and dense candidates under the permission filter, fused, reranked.
+
+1. candidates: a sparse (BM25 with IDF) and a dense (MiniLM cosine) search, each a query of
+   the index with the principal's scope as its filter, ``candidates`` hits each;
+2. fusion: a pure function of the two score maps (convex combination of min-max normalised
+   scores by default; RRF on request) over their union;
+3. rerank: the ``depth`` best fused candidates rescored by the rerank port, mixed with the
+   fused score by ``weight``.
+
+Every stage's ranking is kept on request, so the benchmark can score each alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.principal import Principal
+
+from .embedding import Embedder, EmbeddingUnavailable, Vectors
+from .index import AccessScope, ChunkIndex, Hit
+from .ranking import Candidate, Reranker, RerankUnavailable, convex, ranked, rrf
+from .settings import RankingSettings, RerankSettings
+from .sparse import Bm25Encoder
+
+__all__ = ["HybridSearcher", "RankedChunk", "SearchResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RankedChunk:
+    payload: Mapping[str, Any]
+    score: float
+    stage_scores: dict[str, float]
+
+    @property
+    def chunk_id(self) -> str:
+        return str(self.payload["chunk_id"])
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    chunks: list[RankedChunk]
+    candidates: int
+    latency_ms: float
+    index_version: str
+    #: Stages that could not run (``dense``, ``rerank``): the result is still permitted.
+    degraded: tuple[str, ...] = ()
+    #: Chunk ids best first per stage (bm25, dense, fused, reranked), when asked for.
+    stages: dict[str, list[str]] = field(default_factory=dict)
+
+
+class HybridSearcher:
+    def __init__(
+        self,
+        index: ChunkIndex,
+        embedder: Embedder,
+        bm25: Bm25Encoder,
+        reranker: Reranker,
+        *,
+        ranking: RankingSettings,
+        rerank: RerankSettings,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.bm25 = bm25
+        self.reranker = reranker
+        self.ranking = ranking
+        self.rerank_settings = rerank
+
+    @property
+    def signature(self) -> str:
+        """Everything about the pipeline that changes results (part of the cache key)."""
+        return (
+            f"{self.embedder.model_name}|{self.ranking.model_dump_json()}"
+            f"|{self.reranker.name}|{self.rerank_settings.depth}|{self.rerank_settings.weight}"
+        )
+
+    def search(
+        self,
+        query: str,
+        principal: Principal | AccessScope,
+        top_k: int,
+        *,
+        keep_stages: bool = False,
+    ) -> SearchResult:
+        started = time.perf_counter()
+        scope = principal if isinstance(principal, AccessScope) else AccessScope.of(principal)
+        version = self.index.version
+        limit = max(self.ranking.candidates, top_k)
+        degraded: list[str] = []
+
+        vector: Vectors | None
+        try:
+            vector = self.embedder.embed_query(query)
+        except EmbeddingUnavailable as exc:
+            # Keyword search alone still answers, and is still filtered by permissions.
+            log.warning("dense stage skipped: %s", exc)
+            vector, degraded = None, ["dense"]
+        sparse_hits = self.index.search_sparse(self.bm25.query(query), scope, limit)
+        dense_hits = self.index.search_dense(vector, scope, limit) if vector is not None else []
+
+        payloads: dict[str, Mapping[str, Any]] = {}
+        stage_scores: dict[str, dict[str, float]] = {}
+        for stage, hits in (("bm25", sparse_hits), ("dense", dense_hits)):
+            stage_scores[stage] = _scores(hits, payloads)
+        fused = self._fuse(stage_scores["bm25"], stage_scores["dense"])
+        order = ranked(fused)
+
+        depth = order[: max(self.rerank_settings.depth, top_k)]
+        final = dict(fused)
+        rerank_scores: dict[str, float] = {}
+        try:
+            rerank_scores = self.reranker.rerank(
+                query, vector, [_candidate(payloads[c]) for c in depth], scope
+            )
+        except RerankUnavailable as exc:
+            log.warning("rerank stage skipped: %s", exc)
+            degraded.append("rerank")
+        if rerank_scores:
+            w = self.rerank_settings.weight
+            mixed = convex(
+                {"fused": {c: fused[c] for c in depth}, "rerank": rerank_scores},
+                {"fused": 1.0 - w, "rerank": w},
+            )
+            # Reranked candidates stay above the rest: their order is the better-informed one.
+            final = {c: 1.0 + mixed[c] for c in depth} | {c: fused[c] for c in order[len(depth) :]}
+        final_order = ranked(final)
+
+        chunks = []
+        for chunk_id in final_order[:top_k]:
+            scores = {
+                s: stage_scores[s][chunk_id] for s in stage_scores if chunk_id in stage_scores[s]
+            }
+            scores["fused"] = fused[chunk_id]
+            if chunk_id in rerank_scores:
+                scores["rerank"] = rerank_scores[chunk_id]
+            chunks.append(RankedChunk(payloads[chunk_id], final[chunk_id], scores))
+        stages = {}
+        if keep_stages:
+            stages = {
+                "bm25": [h.chunk_id for h in sparse_hits],
+                "dense": [h.chunk_id for h in dense_hits],
+                "fused": order,
+                "reranked": final_order,
+            }
+        return SearchResult(
+            chunks=chunks,
+            candidates=len(fused),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            index_version=version,
+            degraded=tuple(degraded),
+            stages=stages,
+        )
+
+    def _fuse(self, sparse: dict[str, float], dense: dict[str, float]) -> dict[str, float]:
+        r = self.ranking
+        if r.fusion == "rrf":
+            return rrf({"bm25": ranked(sparse), "dense": ranked(dense)}, k=r.rrf_k)
+        return convex(
+            {"bm25": sparse, "dense": dense},
+            {"bm25": 1.0 - r.dense_weight, "dense": r.dense_weight},
+        )
+
+
+def _scores(hits: list[Hit], payloads: dict[str, Mapping[str, Any]]) -> dict[str, float]:
+    out = {}
+    for hit in hits:
+        payloads.setdefault(hit.chunk_id, hit.payload)
+        out[hit.chunk_id] = hit.score
+    return out
+
+
+def _candidate(payload: Mapping[str, Any]) -> Candidate:
+    return Candidate(str(payload["chunk_id"]), str(payload["text"]), payload)
