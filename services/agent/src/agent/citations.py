@@ -3,8 +3,10 @@
 Models cite chunks by their 1-based position in the context they were given. The check walks
 the answer sentence by sentence: a marker outside the retrieved chunks, or whose chunk does
 not support the sentence, is removed; a sentence left without a supporting citation is
-dropped (the answer is *downgraded*); if nothing cited survives, the answer is *refused*.
-Markers are then renumbered 1..k in order of appearance and turned into citations.
+dropped (the answer is *downgraded*). With ``strict=True`` (generative models) an uncited
+sentence must be backed by a tool result, unless it is short connective text. If nothing of
+substance survives, the answer is *refused*. Markers are then renumbered 1..k in order of
+appearance and turned into citations.
 
 Support is lexical and cheap (microseconds): most of the sentence's content words appear in
 the chunk, and every number in the sentence appears in the chunk or in the question. A
@@ -22,7 +24,7 @@ from typing import Literal
 from shared.contracts import Citation, RetrievedChunk
 
 from .models.extractive import REFUSAL_TEXT, citation_for
-from .text import content_terms, numbers
+from .text import content_terms, numbers, passages
 
 __all__ = ["CitationReport", "check_citations"]
 
@@ -30,6 +32,8 @@ _MARKER = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
 # Sentence ends: after . ! ? (and any markers that follow), before a capital or digit.
 _SPLIT = re.compile(r"(?<=[.!?\]])\s+(?=[A-Z0-9\"“(])")
 SUPPORT_SHARE = 0.6
+#: Uncited sentences with at most this many content words make no checkable claim.
+CONNECTIVE_TERMS = 3
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,17 @@ class CitationReport:
 
 
 def supports(chunk: RetrievedChunk, sentence: str, question: str = "") -> bool:
+    """Whether the chunk's own statements back the sentence.
+
+    Only the chunk's quotable passages count as evidence: a quoted customer submission or an
+    injected instruction inside a document is not the company saying so.
+    """
+    quotable = " ".join(f"{' '.join(p.headings)} {p.text}" for p in passages(chunk.text))
+    return backed_by(f"{chunk.title} {' '.join(chunk.section_path)} {quotable}", sentence, question)
+
+
+def backed_by(source: str, sentence: str, question: str = "") -> bool:
     terms = set(content_terms(sentence))
-    source = f"{chunk.title} {' '.join(chunk.section_path)} {chunk.text}"
     if terms:
         known = set(content_terms(source))
         if len(terms & known) / len(terms) < SUPPORT_SHARE:
@@ -54,16 +67,30 @@ def supports(chunk: RetrievedChunk, sentence: str, question: str = "") -> bool:
 
 
 def check_citations(
-    text: str, chunks: Sequence[RetrievedChunk], *, question: str = ""
+    text: str,
+    chunks: Sequence[RetrievedChunk],
+    *,
+    question: str = "",
+    evidence: Sequence[str] = (),
+    strict: bool = False,
 ) -> CitationReport:
     kept: list[str] = []
     markers: dict[int, int] = {}  # chunk position -> new marker
-    cited_sentences = dropped = invalid = unsupported = 0
+    substantive = dropped = invalid = unsupported = 0
+    facts = " ".join(evidence)
     sentences = [s for s in _SPLIT.split(text.strip()) if s.strip()]
     for sentence in sentences:
         cited = [int(n) for group in _MARKER.findall(sentence) for n in group.split(",")]
         bare = _MARKER.sub("", sentence).strip()
         if not cited:
+            claims = len(set(content_terms(bare))) > CONNECTIVE_TERMS
+            if claims and facts and backed_by(facts, bare, question):
+                substantive += 1
+            elif claims and strict:
+                dropped += 1
+                continue
+            elif claims:
+                substantive += 1
             kept.append(bare)
             continue
         good: list[int] = []
@@ -77,12 +104,12 @@ def check_citations(
         if not good:
             dropped += 1
             continue
-        cited_sentences += 1
+        substantive += 1
         for position in good:
             markers.setdefault(position, len(markers) + 1)
         kept.append(f"{bare} " + " ".join(f"[{markers[p]}]" for p in good))
     citations = tuple(citation_for(chunks[p - 1], m) for p, m in markers.items())
-    if cited_sentences == 0 and dropped:
+    if substantive == 0 and dropped:
         verdict: Literal["ok", "uncited", "downgraded", "refused"] = "refused"
         answer = REFUSAL_TEXT
     else:

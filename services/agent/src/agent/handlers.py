@@ -8,6 +8,7 @@ passes the citation check and the PII/secrets redaction before it leaves.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -172,7 +173,16 @@ def _answer_draft(
     trail: AuditTrail,
 ) -> DraftProduced:
     chunks = event.chunks
-    report = check_citations(result.reply.text, chunks, question=event.request.message)
+    evidence = [json.dumps(t.content, default=str) for t in result.conversation.turns if t.ok]
+    report = check_citations(
+        result.reply.text,
+        chunks,
+        question=event.request.message,
+        evidence=evidence,
+        # The offline model only quotes chunks and describes tool results; generative models
+        # must back every uncited claim with a tool result.
+        strict=result.provider != "offline",
+    )
     trail.record(
         "guardrail.citations",
         outcome=AuditOutcome.OK if report.verdict in ("ok", "uncited") else AuditOutcome.DENIED,
@@ -192,8 +202,7 @@ def _answer_draft(
         details={"redacted": found, "detector": "pii-patterns"},
     )
     ports.metrics.guardrail("output", "redacted" if found else "clean")
-    looked_up = any(t.ok for t in result.conversation.turns)
-    grounded = report.verdict != "refused" and (report.citations or looked_up)
+    grounded = report.verdict != "refused" and bool(report.citations or evidence)
     return _draft(
         event,
         DraftKind.ANSWER if grounded else DraftKind.REFUSAL,

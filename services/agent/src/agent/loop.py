@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from shared.contracts import ProposedAction
 
 from .models import ChatModel, Conversation, ModelReply, ToolTurn, Usage
-from .resilience import ModelChain
+from .resilience import ChainReply, ModelChain
 from .settings import LoopSettings
 from .toolgate import AuditSink, ToolGateway, ToolRequest
 
@@ -27,6 +27,7 @@ class LoopResult:
     reply: ModelReply
     conversation: Conversation
     model: str
+    provider: str
     fallbacks: tuple[str, ...]
     steps: int
     usage: Usage
@@ -59,14 +60,7 @@ async def run_loop(
             usage.output_tokens + reply.usage.output_tokens,
         )
         if not reply.tool_calls or not conversation.allow_tools:
-            return LoopResult(
-                reply,
-                conversation,
-                reply.model or answered.model.name,
-                tuple(fallbacks),
-                step,
-                usage,
-            )
+            return _result(reply, conversation, answered, fallbacks, step, usage)
         turns: list[ToolTurn] = []
         for call in reply.tool_calls:
             if calls_left == 0:
@@ -90,15 +84,30 @@ async def run_loop(
                 audit,
             )
             if outcome.action is not None:
-                return LoopResult(
-                    reply,
-                    conversation,
-                    reply.model or answered.model.name,
-                    tuple(fallbacks),
-                    step,
-                    usage,
-                    outcome.action,
+                return _result(
+                    reply, conversation, answered, fallbacks, step, usage, outcome.action
                 )
             turns.append(ToolTurn(call, outcome.ok, outcome.data))
         conversation = conversation.with_turns(*turns)
     raise AssertionError("the last step offers no tools, so it always answers")  # pragma: no cover
+
+
+def _result(
+    reply: ModelReply,
+    conversation: Conversation,
+    answered: ChainReply,
+    fallbacks: list[str],
+    step: int,
+    usage: Usage,
+    action: ProposedAction | None = None,
+) -> LoopResult:
+    return LoopResult(
+        reply=reply,
+        conversation=conversation,
+        model=reply.model or answered.model.name,
+        provider=answered.model.provider,
+        fallbacks=tuple(fallbacks),
+        steps=step,
+        usage=usage,
+        action=action,
+    )

@@ -148,8 +148,11 @@ class McpToolServer:
             ),
             trail,
         )
-        payload: dict[str, Any] = {"status": outcome.status, "request_id": str(request_id)}
-        payload.update(outcome.data)
+        payload: dict[str, Any] = {
+            "result": outcome.data,
+            "status": outcome.status,
+            "request_id": str(request_id),
+        }
         if outcome.action is not None:
             draft = self._draft(request_id, principal, outcome.action)
             await self._bus.publish(Topic.DRAFT, draft)

@@ -105,7 +105,7 @@ class ModelChain:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(s.attempts),
             wait=wait_exponential_jitter(
-                initial=s.backoff_initial_s, max=s.backoff_max_s, jitter=s.backoff_jitter_s
+                multiplier=s.backoff_initial_s, max=s.backoff_max_s, jitter=s.backoff_jitter_s
             ),
             retry=retry_if_exception_type(TransientModelError),
             before_sleep=lambda state: self._on_retry(model, state),

@@ -217,6 +217,13 @@ class Passage:
     headings: tuple[str, ...]
 
 
+# Text that addresses an assistant rather than a customer: never quoted, never evidence.
+_ADDRESSED_TO_MODEL = re.compile(
+    r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions|rules|prompt)\b"
+    r"|\bsystem (message|prompt)\b|\byou are now\b|\b(admin|developer|god) mode\b"
+    r"|\bassistant reading this\b",
+    re.IGNORECASE,
+)
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _EMPHASIS = re.compile(r"\*\*|__|`")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
@@ -230,8 +237,9 @@ def passages(text: str) -> list[Passage]:
     Headings inside the chunk become context of what follows them (an FAQ's question is the
     heading of its answer). Table rows are spelled out with their column names, so a row reads
     as a sentence. Block quotes are skipped: they quote someone else (a customer submission,
-    an e-mail) and are not the company's answer, which is also where injected instructions hide.
-    A lead-in ending with ``:`` is joined to the item after it.
+    an e-mail) and are not the company's answer, which is also where injected instructions hide;
+    so is any sentence that addresses an assistant. A lead-in ending with ``:`` is joined to
+    the item after it.
     """
     out: list[Passage] = []
     headings: list[str] = []
@@ -268,7 +276,7 @@ def passages(text: str) -> list[Passage]:
             pending = ""
             out.append(Passage(joined, tuple(headings)))
     _flush(out, pending, headings)
-    return out
+    return [p for p in out if not _ADDRESSED_TO_MODEL.search(p.text)]
 
 
 def _flush(out: list[Passage], pending: str, headings: list[str]) -> str:

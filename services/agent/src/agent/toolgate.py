@@ -220,7 +220,7 @@ class ToolGateway:
                 outcome=AuditOutcome.PENDING,
                 details={"tool": spec.name, "risk": spec.risk.value, "origin": request.origin},
             )
-            return ToolOutcome("proposed", {"status": "pending_approval"}, action)
+            return ToolOutcome("proposed", {"approval": "pending"}, action)
         try:
             async with self._connect() as conn:
                 # Defence in depth: a read tool cannot write, whatever its implementation does.

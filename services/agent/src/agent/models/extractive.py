@@ -54,13 +54,6 @@ _QUANTITY_QUESTION = re.compile(
     re.IGNORECASE,
 )
 _HAS_QUANTITY = re.compile(r"\d")
-# Text that addresses an assistant rather than a customer is never quoted as an answer.
-_ADDRESSED_TO_MODEL = re.compile(
-    r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions|rules|prompt)\b"
-    r"|\bsystem (message|prompt)\b|\byou are now\b|\b(admin|developer|god) mode\b"
-    r"|\bassistant reading this\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -130,8 +123,6 @@ class ExtractiveModel:
         for rank, chunk in enumerate(chunks):
             outer = set(content_terms(" ".join((chunk.title, *chunk.section_path))))
             for passage in passages(chunk.text):
-                if _ADDRESSED_TO_MODEL.search(passage.text):
-                    continue
                 terms = frozenset(content_terms(passage.text))
                 context = outer | set(content_terms(" ".join(passage.headings)))
                 covered = sum(w for t, w in weights.items() if t in terms)
