@@ -123,14 +123,15 @@ class ToolGateway:
             "propose": BucketLimit(limits.propose_per_minute / 60, limits.propose_burst),
         }
         self._metrics = metrics
+        # JSON schemas cost about a millisecond each to generate: once, not per request.
+        self._descriptors = [
+            (s.min_level, ToolDescriptor(s.name, s.description, s.json_schema(), s.risk))
+            for s in registry.specs()
+        ]
 
     def descriptors(self, principal: Principal) -> list[ToolDescriptor]:
         """The tools this principal may request: a model is never shown one it cannot use."""
-        return [
-            ToolDescriptor(s.name, s.description, s.json_schema(), s.risk)
-            for s in self.registry.specs()
-            if principal.level.at_least(s.min_level)
-        ]
+        return [d for level, d in self._descriptors if principal.level.at_least(level)]
 
     async def call(self, request: ToolRequest, audit: AuditSink) -> ToolOutcome:
         started = time.perf_counter()
