@@ -46,7 +46,7 @@ class ModelSettings(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_sentences: int = Field(default=3, ge=1, le=8, description="Offline model answer length.")
     min_relevance: float = Field(
-        default=0.34,
+        default=0.40,
         ge=0,
         le=1,
         description="Offline model: share of the question's term weight a sentence must cover.",

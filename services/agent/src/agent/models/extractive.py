@@ -75,7 +75,7 @@ class ExtractiveModel:
     name = "extractive-v2"
     provider = "offline"
 
-    def __init__(self, *, max_sentences: int = 3, min_relevance: float = 0.34) -> None:
+    def __init__(self, *, max_sentences: int = 3, min_relevance: float = 0.40) -> None:
         self.max_sentences = max_sentences
         self.min_relevance = min_relevance
 
