@@ -100,9 +100,15 @@ class Ingestor:
         """Chunk and embed ``docs`` together (one embedding call for all their texts)."""
         return self._records([(doc, self.chunks(doc)) for doc in docs])
 
-    def _records(
-        self, chunked: Sequence[tuple[Document, list[Chunk]]]
-    ) -> dict[DocKey, list[ChunkRecord]]:
+    def embedding_inputs(self, docs: Sequence[Document]) -> list[str]:
+        """Every text ingesting ``docs`` embeds, in order (to measure the model on them)."""
+        texts, _ = self._texts([(doc, self.chunks(doc)) for doc in docs])
+        return texts
+
+    @staticmethod
+    def _texts(
+        chunked: Sequence[tuple[Document, list[Chunk]]],
+    ) -> tuple[list[str], list[tuple[int, int, int]]]:
         texts: list[str] = []
         spans: list[tuple[int, int, int]] = []  # per chunk: its text, first and end sentence
         for doc, chunks in chunked:
@@ -112,6 +118,12 @@ class Ingestor:
                 first = len(texts)
                 texts.extend(sentences)
                 spans.append((first - 1, first, len(texts)))
+        return texts, spans
+
+    def _records(
+        self, chunked: Sequence[tuple[Document, list[Chunk]]]
+    ) -> dict[DocKey, list[ChunkRecord]]:
+        texts, spans = self._texts(chunked)
         vectors = self.embedder.embed(texts)
         out: dict[DocKey, list[ChunkRecord]] = {}
         position = iter(spans)

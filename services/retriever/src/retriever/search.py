@@ -22,7 +22,7 @@ from shared.principal import Principal
 
 from .embedding import Embedder, EmbeddingUnavailable, Vectors
 from .index import AccessScope, ChunkIndex, Hit
-from .ranking import Candidate, Reranker, RerankUnavailable, convex, ranked, rrf
+from .ranking import Candidate, Reranker, RerankUnavailable, fuse, mix_rerank, ranked
 from .settings import RankingSettings, RerankSettings
 from .sparse import Bm25Encoder
 
@@ -108,11 +108,10 @@ class HybridSearcher:
         stage_scores: dict[str, dict[str, float]] = {}
         for stage, hits in (("bm25", sparse_hits), ("dense", dense_hits)):
             stage_scores[stage] = _scores(hits, payloads)
-        fused = self._fuse(stage_scores["bm25"], stage_scores["dense"])
+        fused = fuse(stage_scores["bm25"], stage_scores["dense"], self.ranking)
         order = ranked(fused)
 
-        depth = order[: max(self.rerank_settings.depth, top_k)]
-        final = dict(fused)
+        depth = order[: self.rerank_settings.depth]
         rerank_scores: dict[str, float] = {}
         try:
             rerank_scores = self.reranker.rerank(
@@ -121,14 +120,7 @@ class HybridSearcher:
         except RerankUnavailable as exc:
             log.warning("rerank stage skipped: %s", exc)
             degraded.append("rerank")
-        if rerank_scores:
-            w = self.rerank_settings.weight
-            mixed = convex(
-                {"fused": {c: fused[c] for c in depth}, "rerank": rerank_scores},
-                {"fused": 1.0 - w, "rerank": w},
-            )
-            # Reranked candidates stay above the rest: their order is the better-informed one.
-            final = {c: 1.0 + mixed[c] for c in depth} | {c: fused[c] for c in order[len(depth) :]}
+        final = mix_rerank(fused, rerank_scores, depth=depth, weight=self.rerank_settings.weight)
         final_order = ranked(final)
 
         chunks = []
@@ -155,15 +147,6 @@ class HybridSearcher:
             index_version=version,
             degraded=tuple(degraded),
             stages=stages,
-        )
-
-    def _fuse(self, sparse: dict[str, float], dense: dict[str, float]) -> dict[str, float]:
-        r = self.ranking
-        if r.fusion == "rrf":
-            return rrf({"bm25": ranked(sparse), "dense": ranked(dense)}, k=r.rrf_k)
-        return convex(
-            {"bm25": sparse, "dense": dense},
-            {"bm25": 1.0 - r.dense_weight, "dense": r.dense_weight},
         )
 
 

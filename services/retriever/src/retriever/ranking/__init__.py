@@ -1,6 +1,6 @@
 """Ranking: fusion of the retrieval stages (pure functions) and the rerank port."""
 
-from .fusion import convex, normalise, ranked, rrf
+from .fusion import convex, fuse, mix_rerank, normalise, ranked, rrf
 from .rerank import Candidate, HttpReranker, NoRerank, Reranker, RerankUnavailable, SentenceMaxSim
 
 __all__ = [
@@ -11,6 +11,8 @@ __all__ = [
     "Reranker",
     "SentenceMaxSim",
     "convex",
+    "fuse",
+    "mix_rerank",
     "normalise",
     "ranked",
     "rrf",

@@ -13,7 +13,9 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Normalisation", "convex", "normalise", "ranked", "rrf"]
+from ..settings import RankingSettings
+
+__all__ = ["Normalisation", "convex", "fuse", "mix_rerank", "normalise", "ranked", "rrf"]
 
 Scores = Mapping[str, float]
 Normalisation = Literal["minmax", "zscore"]
@@ -77,3 +79,30 @@ def rrf(
 def ranked(scores: Scores) -> list[str]:
     """Keys best first; ties broken by key so results are deterministic."""
     return sorted(scores, key=lambda key: (-scores[key], key))
+
+
+def mix_rerank(
+    fused: Scores, rerank: Scores, *, depth: Sequence[str], weight: float
+) -> dict[str, float]:
+    """Final scores: the ``depth`` candidates by ``(1 - weight)·fused + weight·rerank``
+    (both min-max normalised over those candidates), placed above every other candidate,
+    which keeps its fused score: the reranked order is the better-informed one."""
+    if not rerank or not depth:
+        return dict(fused)
+    mixed = convex(
+        {
+            "fused": {c: fused[c] for c in depth},
+            "rerank": {c: rerank[c] for c in depth if c in rerank},
+        },
+        {"fused": 1.0 - weight, "rerank": weight},
+    )
+    top = set(depth)
+    return {c: 1.0 + mixed[c] for c in depth} | {c: s for c, s in fused.items() if c not in top}
+
+
+def fuse(sparse: Scores, dense: Scores, ranking: RankingSettings) -> dict[str, float]:
+    """The retriever's fusion of its two candidate stages, as configured."""
+    if ranking.fusion == "rrf":
+        return rrf({"bm25": ranked(sparse), "dense": ranked(dense)}, k=ranking.rrf_k)
+    w = ranking.dense_weight
+    return convex({"bm25": sparse, "dense": dense}, {"bm25": 1.0 - w, "dense": w})
