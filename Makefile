@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 DATA ?= ../shared/data/scifact
 SPLIT ?= train
 
-.PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval asyncapi clean
+.PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-guardrails asyncapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench-saga: install ## Saga latency and throughput through the running stack vs 
 
 bench-retrieval: install ## Retrieval quality and latency on a BEIR dataset (DATA=..., SPLIT=...)
 	$(RUN) python -m evals.bench_retrieval --data $(DATA) --split $(SPLIT)
+
+bench-guardrails: install ## Injection detector (cross-validated) and PII redactor on the shared data sets
+	$(RUN) python -m evals.bench_guardrails --data ../shared/data/prompt-injection/deepset-train.jsonl --data ../shared/data/pii/presidio-synth-dev.json
 
 asyncapi: install ## Write the AsyncAPI document of every topic to docs/asyncapi.json
 	$(RUN) python -m shared.contracts.asyncapi > docs/asyncapi.json

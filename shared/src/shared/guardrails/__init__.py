@@ -20,15 +20,19 @@ from typing import Protocol
 
 from shared.contracts import GuardrailVerdict
 
+from .injection import InjectionDetector, InjectionScreen
 from .pii import PII_TYPES, SECRET_TYPES, PIIRedactor, Span
 
 __all__ = [
     "OUTPUT_ENTITIES",
     "AllowAll",
+    "InjectionDetector",
+    "InjectionScreen",
     "InputScreen",
     "PIIRedactor",
     "Redactor",
     "Span",
+    "default_input_screen",
     "default_redactor",
     "redact",
 ]
@@ -55,6 +59,13 @@ class AllowAll:
 
     def screen(self, text: str) -> GuardrailVerdict:
         return GuardrailVerdict(stage="input", blocked=False, score=0.0, detector="allow-all")
+
+
+@lru_cache(maxsize=1)
+def default_input_screen() -> InjectionScreen:
+    """The measured prompt-injection detector (rules + character n-grams, logistic
+    regression; ``make bench-guardrails`` for its numbers), loaded once per process."""
+    return InjectionScreen(InjectionDetector.load())
 
 
 @lru_cache(maxsize=1)

@@ -175,9 +175,25 @@ _PASSWORD_KEYS = re.compile(r"pass|pwd|passwort", _I)
 # Values that are obviously not secrets (avoid redacting "password: required").
 _KV_STOP_VALUES = frozenset(
     [
-        *("null", "none", "true", "false", "required", "optional", "redacted", "masked"),
-        *("hidden", "changeme?", "***", "********", "yes", "no", "empty", "string"),
-        *("int", "str", "bool"),
+        "null",
+        "none",
+        "true",
+        "false",
+        "required",
+        "optional",
+        "redacted",
+        "masked",
+        "hidden",
+        "changeme?",
+        "***",
+        "********",
+        "yes",
+        "no",
+        "empty",
+        "string",
+        "int",
+        "str",
+        "bool",
     ]
 )
 
@@ -198,6 +214,11 @@ _CARD_CAND = _r(r"(?<![\w\-.])\d(?:[ \-]?\d){11,18}(?![\w\-]|\.\d)")
 _CARD_CTX = _r(
     r"\b(?:card|credit|debit|visa|master\s?card|amex|american\s+express|discover|jcb|diners|maestro|cc|cvv|"
     r"kreditkarte|karte|pan)\b",
+    _I,
+)
+_CARD_NEG_CTX = _r(
+    r"\b(?:order|invoice|ticket|tracking|customer|client|account|acct|id|ref|reference|build|case|isbn|serial|sku|"
+    r"bestellung|rechnung|kunden(?:nummer)?)\b\W{0,4}(?:number|no\.?|nr\.?|#|id)?\W{0,3}$",
     _I,
 )
 _CARD_GROUPING = _r(
@@ -223,13 +244,13 @@ _WWW = _r(r"(?<![\w@./])www\.[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})+(?:/[^
 # never re-split on backtracking.  The "not followed by" check is done in code.
 _PHONE_CAND = _r(
     r"(?<![\w+/.@\-])"
-    r"(?:(?:\+|00)\d{1,3}+[ .\-]?)?+"
+    r"(?:(?:\+|00)\d{1,3}+[ .\-]?|\((?:\+|00)\d{1,3}+\)[ .\-]?)?+"
     r"(?:\(0\)[ .\-]?)?+"
-    r"(?:\(\d{1,5}+\)[ .\-]?)?+"
-    r"\d{1,15}+(?:[ .\-]\(?\d{1,15}+\)?){0,7}+"
+    r"(?:\(\d{1,5}+\)(?:[ .\-/]|\s?/\s?)?)?+"
+    r"\d{1,15}+(?:(?:[ .\-]|\s?/\s?|-/)\(?\d{1,15}+\)?){0,7}+"
     r"(?:\s?(?:x|ext\.?|extension|#)\s?\d{1,6}+)?+"
 )
-_PHONE_BAD_NEXT = _r(r"[\w@]|[.\-]\d")
+_PHONE_BAD_NEXT = _r(r"[\w@]|[.\-/]\d")
 _PHONE_EXT = _r(r"\s?(?:x|ext\.?|extension|#)\s?\d{1,6}$", _I)
 _PHONE_CTX_BEFORE = _r(
     r"(?:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|desk|office|landline|hotline|whatsapp|sms|"
@@ -253,7 +274,9 @@ _STREET_AFTER = _r(
     _I,
 )
 _SSN_SHAPE = _r(r"^\d{3}-\d{2}-\d{4}$")
-_DATE_LIKE = _r(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$")
+_DATE_LIKE = _r(
+    r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}/\d{1,2}/\d{2,4})$"
+)
 _PHONE_REGIONS: tuple[str, ...] = (
     "US",
     "GB",
@@ -479,6 +502,11 @@ def _cards(text: str) -> Iterator[Span]:
             score -= 0.3  # irregular grouping: more likely a phone number / id
         if _has_ctx(_CARD_CTX, text, m.start(), m.end()):
             score += 0.1
+        else:
+            if len(digits) <= 13:
+                score -= 0.2  # short Luhn-valid numbers are common ids; want a card word
+            if _CARD_NEG_CTX.search(text[max(0, m.start() - 30) : m.start()]):
+                score -= 0.3
         yield Span("CREDIT_CARD", m.start(), m.end(), min(score, 1.0))
 
 
@@ -534,11 +562,14 @@ def _phone_shape_score(core: str) -> float:
     digits = re.sub(r"\D", "", core)
     if not 7 <= len(digits) <= 15 or _DATE_LIKE.match(core.strip()):
         return 0.0
-    has_sep = bool(re.search(r"[ .\-()]", core.strip()))
+    core = core.strip()
+    has_sep = bool(re.search(r"[ .\-()/]", core))
+    groups = len(re.findall(r"\d+", core))
     score = 0.0
-    if core.startswith(("+", "00")):
+    intl = re.match(r"^\(?(?:\+|00)(\d.*)$", core)
+    if intl:
         try:
-            num = phonenumbers.parse(core if core.startswith("+") else "+" + core[2:], None)
+            num = phonenumbers.parse("+" + re.sub(r"[()]", "", intl.group(1), count=1), None)
             if phonenumbers.is_valid_number(num):
                 score = 0.95
             elif phonenumbers.is_possible_number(num):
@@ -563,6 +594,10 @@ def _phone_shape_score(core: str) -> float:
                 score = 0.8  # North American layout
         elif possible:
             score = 0.35 if has_sep else 0.2
+        if not has_sep and valid and core.startswith("0") and len(digits) >= 9:
+            score = 0.5  # national format with trunk prefix ("0492992466"): phone-shaped
+    if score == 0.0 and has_sep and groups >= 3:
+        score = 0.3  # phone-like layout that libphonenumber rejects (e.g. fake area codes)
     return score
 
 
