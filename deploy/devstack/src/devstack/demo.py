@@ -82,7 +82,10 @@ def run(stack: LocalStack) -> int:
                 where = f"{citation['title']} › {citation['section']}"
                 print(f"    [{citation['marker']}] {where} ({citation['doc_id']})")
             if result.get("action") or body["status"] == "pending_approval":
-                print("  action waits for approval in the approver (status pending_approval).")
+                inbox = f"{stack.url('approver')}/inbox"
+                print(
+                    f"  the action waits for approval: {inbox} (an L1 token approves up to 100 EUR)"
+                )
             trace = _trace(stack, body["trace_id"])
             print(f"  trace spans: {len(trace['spans'])} across {', '.join(trace['services'])}")
     return 1 if failures else 0
