@@ -46,13 +46,10 @@ def build_service(
 
     @service.on_startup
     async def open_engine() -> None:
-        holder["engine"] = (
-            engine
-            if engine is not None
-            else await asyncio.to_thread(
-                build_engine, settings, registry=service.telemetry.registry
-            )
-        )
+        built = engine if engine is not None else await asyncio.to_thread(build_engine, settings)
+        holder["engine"] = built
+        if built.retriever.cache is not None:
+            built.retriever.cache.export(service.telemetry.registry)
         if settings.knowledge_base is not None:
             report = await asyncio.to_thread(
                 _ingest_folder,

@@ -4,17 +4,20 @@ The key holds everything that decides an answer: the normalised query, the princ
 :class:`~retriever.index.AccessScope` (two principals with equal scopes read exactly the same
 chunks, so a hit never crosses a permission boundary), the index version (every write changes
 it, so a hit never outlives a re-ingest) and the pipeline's settings. Hits and misses are
-Prometheus counters, with the hit ratio as a gauge, on the service's ``/metrics``.
+exported as a Prometheus counter, with the hit ratio as a gauge, on the service's ``/metrics``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Generic, TypeVar
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
 
 from cachetools import TTLCache
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .index import AccessScope
 
@@ -24,28 +27,11 @@ T = TypeVar("T")
 
 
 class RetrievalCache(Generic[T]):
-    def __init__(
-        self, *, max_entries: int, ttl_s: float, registry: CollectorRegistry | None = None
-    ) -> None:
+    def __init__(self, *, max_entries: int, ttl_s: float) -> None:
         self._entries: TTLCache[str, T] = TTLCache(maxsize=max_entries, ttl=ttl_s)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self.hits = 0
         self.misses = 0
-        registry = registry if registry is not None else CollectorRegistry()
-        self._lookups = Counter(
-            "retriever_cache_lookups",
-            "Retrieval cache lookups by result.",
-            ["result"],
-            registry=registry,
-        )
-        self._hits = self._lookups.labels(result="hit")
-        self._misses = self._lookups.labels(result="miss")
-        ratio = Gauge(
-            "retriever_cache_hit_ratio",
-            "Share of retrieval cache lookups answered from the cache since start.",
-            registry=registry,
-        )
-        ratio.set_function(self.hit_ratio)
 
     @staticmethod
     def key(query: str, scope: AccessScope, index_version: str, pipeline: str, top_k: int) -> str:
@@ -59,17 +45,34 @@ class RetrievalCache(Generic[T]):
                 self.misses += 1
             else:
                 self.hits += 1
-        (self._hits if found is not None else self._misses).inc()
         return found
 
     def put(self, key: str, value: T) -> None:
         with self._lock:
             self._entries[key] = value
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
     def hit_ratio(self) -> float:
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
+
+    def export(self, registry: CollectorRegistry) -> None:
+        """Publish lookups by result and the hit ratio on ``registry`` (the service's)."""
+        registry.register(_CacheCollector(self))
+
+
+class _CacheCollector(Collector):
+    def __init__(self, cache: RetrievalCache[Any]) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "retriever_cache_lookups", "Retrieval cache lookups by result.", labels=["result"]
+        )
+        lookups.add_metric(["hit"], self._cache.hits)
+        lookups.add_metric(["miss"], self._cache.misses)
+        yield lookups
+        yield GaugeMetricFamily(
+            "retriever_cache_hit_ratio",
+            "Share of retrieval cache lookups answered from the cache since start.",
+            value=self._cache.hit_ratio(),
+        )

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
-
 from .cache import RetrievalCache
 from .embedding import CachedEmbedder, Embedder, OnnxMiniLM, OpenAIEmbedder
 from .index import ChunkIndex
@@ -102,7 +100,6 @@ def build_engine(
     *,
     embedder: Embedder | None = None,
     index: ChunkIndex | None = None,
-    registry: CollectorRegistry | None = None,
     rebuild: bool = False,
 ) -> Engine:
     """Adapters from settings; ``embedder`` and ``index`` replace them in tests and benchmarks."""
@@ -125,9 +122,7 @@ def build_engine(
         rerank=settings.rerank,
     )
     cache: RetrievalCache[SearchResult] | None = (
-        RetrievalCache(
-            max_entries=settings.cache.max_entries, ttl_s=settings.cache.ttl_s, registry=registry
-        )
+        RetrievalCache(max_entries=settings.cache.max_entries, ttl_s=settings.cache.ttl_s)
         if settings.cache.enabled
         else None
     )

@@ -33,18 +33,19 @@ def knowledge_router(
     router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
     current = principal_dependency(tokens)
 
-    async def admin(principal: Annotated[Principal, Depends(current)]) -> Principal:
+    # Dependencies built here are locals: FastAPI cannot resolve them from string annotations
+    # (this module uses postponed annotations), so they are passed as defaults.
+    async def admin(principal: Principal = Depends(current)) -> Principal:  # noqa: B008
         try:
             authorise_admin(principal, settings.ingest)
         except Forbidden as exc:
             raise HTTPException(status.HTTP_403_FORBIDDEN, {"message": str(exc)}) from None
         return principal
 
-    Admin = Annotated[Principal, Depends(admin)]
+    as_admin = Depends(admin)
 
     @router.post("/documents", status_code=status.HTTP_201_CREATED, summary="Ingest a document")
     async def ingest(
-        principal: Admin,
         file: Annotated[UploadFile, File(description="Markdown, HTML, text or PDF.")],
         allowed_roles: Annotated[list[str] | None, Form()] = None,
         min_level: Annotated[StaffLevel | None, Form()] = None,
@@ -52,6 +53,7 @@ def knowledge_router(
         doc_id: Annotated[str | None, Form()] = None,
         title: Annotated[str | None, Form()] = None,
         updated_at: Annotated[datetime | None, Form()] = None,
+        principal: Principal = as_admin,
     ) -> dict[str, Any]:
         name = file.filename or "upload"
         try:
@@ -64,7 +66,7 @@ def knowledge_router(
         data = await file.read(limit + 1)
         if len(data) > limit:
             raise HTTPException(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                413,
                 {"message": f"{name}: document exceeds {limit} bytes"},
             )
         given = {
@@ -89,7 +91,7 @@ def knowledge_router(
             )
         except DocumentError as exc:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY, {"message": str(exc)}
+                422, {"message": str(exc)}
             ) from None
         e = engine()
         previous = e.index.documents(doc.meta.tenant).get(doc.key)
@@ -113,7 +115,7 @@ def knowledge_router(
         }
 
     @router.get("/documents", summary="Documents of your tenant you are cleared to read")
-    async def documents(principal: Admin) -> dict[str, Any]:
+    async def documents(principal: Principal = as_admin) -> dict[str, Any]:
         found = await asyncio.to_thread(engine().index.documents, principal.tenant_id)
         return {
             "documents": [
@@ -130,7 +132,7 @@ def knowledge_router(
         }
 
     @router.delete("/documents/{doc_id}", summary="Delete a document and all its chunks")
-    async def delete(doc_id: str, principal: Admin) -> dict[str, Any]:
+    async def delete(doc_id: str, principal: Principal = as_admin) -> dict[str, Any]:
         e = engine()
         key = (principal.tenant_id, doc_id)
         existing = e.index.documents(principal.tenant_id).get(key)
