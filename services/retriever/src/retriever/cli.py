@@ -49,7 +49,9 @@ def ingest(
             help="Delete indexed documents not in PATHS; rebuilds an index of an older layout."
         ),
     ] = False,
-    rebuild: Annotated[bool, typer.Option(help="Start from an empty index.")] = False,
+    rebuild: Annotated[
+        bool, typer.Option(help="Rebuild an index built with another model or layout.")
+    ] = False,
     remote: Annotated[str | None, typer.Option(help="Retriever URL: upload instead.")] = None,
     token: Annotated[str | None, typer.Option(envvar="RETRIEVER_TOKEN")] = None,
 ) -> None:

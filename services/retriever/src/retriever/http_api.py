@@ -90,9 +90,7 @@ def knowledge_router(
                 fmt=fmt,
             )
         except DocumentError as exc:
-            raise HTTPException(
-                422, {"message": str(exc)}
-            ) from None
+            raise HTTPException(422, {"message": str(exc)}) from None
         e = engine()
         previous = e.index.documents(doc.meta.tenant).get(doc.key)
         try:
