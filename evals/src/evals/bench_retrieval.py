@@ -212,45 +212,50 @@ def measure_quality(
     return {s: evaluate(runs[s], data.qrels) for s in STAGES}, captured
 
 
-def replay(c: Captured, dense_weight: float, rerank_weight: float, depth: int) -> list[str]:
-    """The searcher's ranking recomputed from captured scores (same pure functions)."""
+def replay(c: Captured, weights: tuple[float, float], depth: int) -> list[str]:
+    """The searcher's ranking recomputed from captured scores (same pure functions), with
+    ``weights`` = (dense, rerank) beside BM25's 1."""
+    dense_weight, rerank_weight = weights
     fused = fuse(c.sparse, c.dense, RankingSettings(dense_weight=dense_weight))
-    top = ranked(fused)[:depth]
-    return to_docs(ranked(mix_rerank(fused, c.sentences, depth=top, weight=rerank_weight)))
+    reranked = {k: c.sentences[k] for k in ranked(fused)[:depth] if k in c.sentences}
+    return to_docs(ranked(mix_rerank(fused, reranked, weight=rerank_weight)))
+
+
+DENSE_WEIGHTS = (0.5, 0.75, 1.0, 1.25, 1.5)
+RERANK_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
 def cross_validate(
     captured: dict[str, Captured], data: BeirDataset, folds: int, depth: int
 ) -> dict[str, Any]:
-    dense_weights = [round(float(w), 2) for w in np.arange(0.3, 0.71, 0.05)]
-    rerank_weights = [round(float(w), 2) for w in np.arange(0.0, 0.61, 0.1)]
-    grid = list(itertools.product(dense_weights, rerank_weights))
+    grid = list(itertools.product(DENSE_WEIGHTS, RERANK_WEIGHTS))
     per_query = {
-        (wd, wr): evaluate_each(captured, data, wd, wr, depth)
-        for wd, wr in tqdm(grid, desc="grid", disable=None)
+        weights: ndcg_per_query(
+            {q: replay(c, weights, depth) for q, c in captured.items()}, data.qrels
+        )
+        for weights in tqdm(grid, desc="grid", disable=None)
     }
+
+    def mean(weights: tuple[float, float], queries: Sequence[str]) -> float:
+        return float(np.mean([per_query[weights][q] for q in queries]))
+
     held_out: list[float] = []
     chosen: list[list[float]] = []
     for fold in grouped_folds(data.qrels, folds):
         test = set(fold)
         train = [q for q in data.qrels if q not in test]
-        best = max(grid, key=lambda p: float(np.mean([per_query[p][q] for q in train])))
-        chosen.append([float(x) for x in best])
+        best = max(grid, key=lambda w: mean(w, train))
+        chosen.append(list(best))
         held_out.extend(per_query[best][q] for q in fold)
-    best_all = max(grid, key=lambda p: float(np.mean(list(per_query[p].values()))))
+    everyone = list(data.qrels)
+    best_all = max(grid, key=lambda w: mean(w, everyone))
     return {
         "cv_ndcg@10": float(np.mean(held_out)),
         "folds_chose": chosen,
-        "best_on_all": [float(x) for x in best_all],
-        "best_on_all_ndcg@10": float(np.mean(list(per_query[best_all].values()))),
+        "best_on_all": list(best_all),
+        "best_on_all_ndcg@10": mean(best_all, everyone),
+        "grid": {f"{d},{r}": mean((d, r), everyone) for d, r in grid},
     }
-
-
-def evaluate_each(
-    captured: dict[str, Captured], data: BeirDataset, w_dense: float, w_rerank: float, depth: int
-) -> dict[str, float]:
-    run = {q: replay(c, w_dense, w_rerank, depth) for q, c in captured.items()}
-    return ndcg_per_query(run, data.qrels)
 
 
 # --------------------------------------------------------------------------- scale
@@ -371,7 +376,8 @@ def print_report(results: dict[str, Any]) -> None:
         cv = results["cv"]
         print(
             f"cross-validated nDCG@10 (weights tuned on the other folds): {cv['cv_ndcg@10']:.4f};"
-            f" folds chose (dense, rerank) {cv['folds_chose']}; best on all {cv['best_on_all']}"
+            f" folds chose (dense, rerank) weights {cv['folds_chose']};"
+            f" best on all {cv['best_on_all']}"
             f" → {cv['best_on_all_ndcg@10']:.4f}"
         )
     if "scale" in results:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from retriever.query import check_query
-from retriever.ranking import convex, normalise, ranked, rrf
+from retriever.ranking import convex, fuse, mix_rerank, normalise, ranked, rrf
+from retriever.settings import RankingSettings
 
 pytestmark = pytest.mark.unit
 
@@ -25,6 +26,18 @@ def test_convex_mixes_normalised_scores_over_the_union() -> None:
     # a: 0.6*1 + 0.4*floor(0); b: 0.6*0 + 0.4*1; c: 0.6*floor(0) + 0.4*0
     assert fused == pytest.approx({"a": 0.6, "b": 0.4, "c": 0.0})
     assert ranked(fused) == ["a", "b", "c"]
+
+
+def test_default_fusion_is_a_sum_of_z_scores_and_rerank_adds_its_own() -> None:
+    bm25 = {"a": 3.0, "b": 1.0}
+    dense = {"a": 0.2, "b": 0.4}
+    fused = fuse(bm25, dense, RankingSettings())
+    assert fused == pytest.approx({"a": 0.0, "b": 0.0}), "each stage's z-scores cancel out"
+    final = mix_rerank(fused, {"a": 0.9, "b": 0.1}, weight=1.0)
+    assert final == pytest.approx({"a": 1.0, "b": -1.0})
+    unscored = mix_rerank({"a": 0.0, "b": 0.0, "c": 5.0}, {"a": 0.9, "b": 0.1}, weight=1.0)
+    assert unscored["c"] == pytest.approx(4.0), "beyond the rerank depth: the lowest rerank score"
+    assert mix_rerank(fused, {}, weight=1.0) == fused
 
 
 def test_rrf() -> None:

@@ -50,7 +50,10 @@ def build_embedder(settings: RetrieverSettings) -> Embedder:
         )
     else:
         model = OnnxMiniLM(
-            max_length=cfg.max_length, batch_size=cfg.batch_size, threads=cfg.threads
+            max_length=cfg.max_length,
+            batch_size=cfg.batch_size,
+            threads=cfg.threads,
+            query_threads=cfg.query_threads,
         )
     return CachedEmbedder(model, cfg.cache_dir) if cfg.cache else model
 

@@ -2,10 +2,11 @@
 
 1. candidates: a sparse (BM25 with IDF) and a dense (MiniLM cosine) search, each a query of
    the index with the principal's scope as its filter, ``candidates`` hits each;
-2. fusion: a pure function of the two score maps (convex combination of min-max normalised
-   scores by default; RRF on request) over their union;
-3. rerank: the ``depth`` best fused candidates rescored by the rerank port, mixed with the
-   fused score by ``weight``.
+2. fusion: a pure function of the two score maps over their union: a weighted sum of per-query
+   z-scores by default (min-max or RRF on request);
+3. rerank: the ``depth`` best fused candidates (by default all of them) rescored by the rerank
+   port, whose z-score is added with ``weight``: with the default weights the final score is
+   the plain sum of the BM25, dense and sentence z-scores, the measured best (rag-pipeline.md).
 
 Every stage's ranking is kept on request, so the benchmark can score each alone.
 """
@@ -22,7 +23,7 @@ from shared.principal import Principal
 
 from .embedding import Embedder, EmbeddingUnavailable, Vectors
 from .index import AccessScope, ChunkIndex, Hit
-from .ranking import Candidate, Reranker, RerankUnavailable, fuse, mix_rerank, ranked
+from .ranking import Candidate, Normalisation, Reranker, RerankUnavailable, fuse, mix_rerank, ranked
 from .settings import RankingSettings, RerankSettings
 from .sparse import Bm25Encoder
 
@@ -120,7 +121,8 @@ class HybridSearcher:
         except RerankUnavailable as exc:
             log.warning("rerank stage skipped: %s", exc)
             degraded.append("rerank")
-        final = mix_rerank(fused, rerank_scores, depth=depth, weight=self.rerank_settings.weight)
+        how: Normalisation = "minmax" if self.ranking.fusion == "minmax" else "zscore"
+        final = mix_rerank(fused, rerank_scores, weight=self.rerank_settings.weight, how=how)
         final_order = ranked(final)
 
         chunks = []

@@ -58,7 +58,8 @@ class EmbeddingSettings(BaseModel):
     model: str = Field(default="text-embedding-3-small", description="Model name for the API.")
     max_length: int = Field(default=256, ge=16, le=512, description="Tokens per text (ONNX).")
     batch_size: int = Field(default=32, ge=1, le=2048)
-    threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads.")
+    threads: int = Field(default=2, ge=1, description="ONNX Runtime threads for passages.")
+    query_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads for queries.")
     openai_base_url: str | None = Field(default=None, description="e.g. http://host:8080/v1")
     openai_api_key: SecretStr | None = None
     dimensions: int | None = Field(default=None, ge=8, description="Requested API vector size.")
@@ -82,7 +83,9 @@ class SparseSettings(BaseModel):
     title_boost: int = Field(
         default=3, ge=1, le=10, description="Times the title counts in a chunk's term weights."
     )
-    stopwords: bool = Field(default=True, description="Drop English stop words.")
+    stopwords: bool = Field(
+        default=False, description="Drop English stop words (IDF already discounts them)."
+    )
 
 
 class ChunkingSettings(BaseModel):
@@ -93,13 +96,16 @@ class ChunkingSettings(BaseModel):
 
 
 class RankingSettings(BaseModel):
-    """Candidate generation and fusion (see docs/rag-pipeline.md for why these values)."""
+    """Candidate generation and fusion (see docs/rag-pipeline.md for why these values).
+
+    Weights apply to per-query z-scores, in the same units as the rerank weight."""
 
     model_config = _block
 
     candidates: int = Field(default=100, ge=1, le=1000, description="Per-stage candidates.")
-    fusion: Literal["convex", "rrf"] = "convex"
-    dense_weight: float = Field(default=0.5, ge=0, le=1, description="Convex: weight of dense.")
+    fusion: Literal["zscore", "minmax", "rrf"] = "zscore"
+    bm25_weight: float = Field(default=1.0, ge=0)
+    dense_weight: float = Field(default=1.0, ge=0)
     rrf_k: int = Field(default=60, ge=1)
 
 
@@ -111,8 +117,10 @@ class RerankSettings(BaseModel):
         description="sentence-maxsim: rescoring by the best-matching sentence (offline);"
         " api: a cross-encoder behind a /rerank HTTP API.",
     )
-    depth: int = Field(default=50, ge=1, le=500, description="Fused candidates reranked.")
-    weight: float = Field(default=0.3, ge=0, le=1, description="Share of the rerank score.")
+    depth: int = Field(default=200, ge=1, le=1000, description="Fused candidates reranked.")
+    weight: float = Field(
+        default=1.0, ge=0, description="Weight of the rerank z-score beside the fused score."
+    )
     api_url: str | None = Field(default=None, description="POST {query, documents} → scores.")
     api_key: SecretStr | None = None
     api_model: str | None = None

@@ -82,27 +82,22 @@ def ranked(scores: Scores) -> list[str]:
 
 
 def mix_rerank(
-    fused: Scores, rerank: Scores, *, depth: Sequence[str], weight: float
+    fused: Scores, rerank: Scores, *, weight: float, how: Normalisation = "zscore"
 ) -> dict[str, float]:
-    """Final scores: the ``depth`` candidates by ``(1 - weight)·fused + weight·rerank``
-    (both min-max normalised over those candidates), placed above every other candidate,
-    which keeps its fused score: the reranked order is the better-informed one."""
-    if not rerank or not depth:
+    """Final scores: ``fused + weight·norm(rerank)``. A candidate the reranker did not score
+    (beyond its depth) gets the reranker's lowest normalised score."""
+    if not rerank or weight == 0.0:
         return dict(fused)
-    mixed = convex(
-        {
-            "fused": {c: fused[c] for c in depth},
-            "rerank": {c: rerank[c] for c in depth if c in rerank},
-        },
-        {"fused": 1.0 - weight, "rerank": weight},
-    )
-    top = set(depth)
-    return {c: 1.0 + mixed[c] for c in depth} | {c: s for c, s in fused.items() if c not in top}
+    norm = normalise(rerank, how)
+    floor = min(norm.values())
+    return {c: s + weight * norm.get(c, floor) for c, s in fused.items()}
 
 
 def fuse(sparse: Scores, dense: Scores, ranking: RankingSettings) -> dict[str, float]:
     """The retriever's fusion of its two candidate stages, as configured."""
+    weights = {"bm25": ranking.bm25_weight, "dense": ranking.dense_weight}
     if ranking.fusion == "rrf":
-        return rrf({"bm25": ranked(sparse), "dense": ranked(dense)}, k=ranking.rrf_k)
-    w = ranking.dense_weight
-    return convex({"bm25": sparse, "dense": dense}, {"bm25": 1.0 - w, "dense": w})
+        return rrf(
+            {"bm25": ranked(sparse), "dense": ranked(dense)}, k=ranking.rrf_k, weights=weights
+        )
+    return convex({"bm25": sparse, "dense": dense}, weights, how=ranking.fusion)
