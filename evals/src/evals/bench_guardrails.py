@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.guardrails import OUTPUT_ENTITIES, PIIRedactor
+from shared.guardrails import OUTPUT_ENTITIES, OutputRedactor
 from shared.guardrails.injection import DEFAULT_MODEL, InjectionDetector
 from shared.guardrails.injection_train import (
     AUGMENT,
@@ -200,7 +200,7 @@ def train(path: Path, out: Path, target_fpr: float) -> None:
 # ----------------------------------------------------------------------------- PII
 def bench_pii(path: Path) -> None:
     docs = json.loads(path.read_text(encoding="utf-8"))
-    redactor = PIIRedactor(OUTPUT_ENTITIES)
+    redactor = OutputRedactor()
     redactor.warmup()
     gold: Counter[str] = Counter()
     found: Counter[str] = Counter()

@@ -29,6 +29,7 @@ __all__ = [
     "InjectionDetector",
     "InjectionScreen",
     "InputScreen",
+    "OutputRedactor",
     "PIIRedactor",
     "Redactor",
     "Span",
@@ -50,6 +51,21 @@ OUTPUT_ENTITIES: tuple[str, ...] = (
 )
 
 
+#: Detected so they win overlaps (an ISO timestamp is not a phone number), then kept as is.
+_DETECTED_NOT_REDACTED: tuple[str, ...] = ("DATE_TIME", "ZIP_CODE")
+
+
+class OutputRedactor(PIIRedactor):
+    """Redacts :data:`OUTPUT_ENTITIES` only, but lets dates and postcodes claim their text
+    first, so their digits are not mistaken for phone numbers."""
+
+    def __init__(self) -> None:
+        super().__init__((*OUTPUT_ENTITIES, *_DETECTED_NOT_REDACTED))
+
+    def find(self, text: str) -> list[Span]:
+        return [s for s in super().find(text) if s.type not in _DETECTED_NOT_REDACTED]
+
+
 class InputScreen(Protocol):
     def screen(self, text: str) -> GuardrailVerdict: ...
 
@@ -69,9 +85,9 @@ def default_input_screen() -> InjectionScreen:
 
 
 @lru_cache(maxsize=1)
-def default_redactor() -> PIIRedactor:
+def default_redactor() -> OutputRedactor:
     """The process-wide output redactor, warmed up (phone metadata loads once, ~50 ms)."""
-    redactor = PIIRedactor(OUTPUT_ENTITIES)
+    redactor = OutputRedactor()
     redactor.warmup()
     return redactor
 

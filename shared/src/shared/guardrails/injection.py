@@ -12,7 +12,7 @@ One logistic regression over two explainable feature groups, trained by
 
 The decision threshold in the model file was chosen on out-of-fold scores of the training data
 for a false-positive rate of 3 %, leaving margin under the 5 % budget. Run time is pure Python
-and numpy: no scikit-learn, no model download, about a tenth of a millisecond per prompt.
+and numpy: no scikit-learn, no model download, well under a millisecond per prompt.
 
 A sentence-embedding feature (MiniLM) was measured in the research for this detector and
 helped on unseen attack templates; it is left out here because it would put an embedding
