@@ -89,6 +89,7 @@ def build_reranker(settings: RetrieverSettings, index: ChunkIndex) -> Reranker:
             raise ValueError("RETRIEVER_RERANK__API_URL is required for the api reranker")
         return HttpReranker(
             cfg.api_url,
+            index,
             api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
             model=cfg.api_model,
             timeout_s=cfg.timeout_s,

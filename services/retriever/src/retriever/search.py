@@ -22,8 +22,8 @@ from typing import Any
 from shared.principal import Principal
 
 from .embedding import Embedder, EmbeddingUnavailable, Vectors
-from .index import AccessScope, ChunkIndex, Hit
-from .ranking import Candidate, Normalisation, Reranker, RerankUnavailable, fuse, mix_rerank, ranked
+from .index import AccessScope, ChunkIndex
+from .ranking import Normalisation, Reranker, RerankUnavailable, fuse, mix_rerank, ranked
 from .settings import RankingSettings, RerankSettings
 from .sparse import Bm25Encoder
 
@@ -105,19 +105,17 @@ class HybridSearcher:
         sparse_hits = self.index.search_sparse(self.bm25.query(query), scope, limit)
         dense_hits = self.index.search_dense(vector, scope, limit) if vector is not None else []
 
-        payloads: dict[str, Mapping[str, Any]] = {}
-        stage_scores: dict[str, dict[str, float]] = {}
-        for stage, hits in (("bm25", sparse_hits), ("dense", dense_hits)):
-            stage_scores[stage] = _scores(hits, payloads)
+        stage_scores = {
+            "bm25": {h.chunk_id: h.score for h in sparse_hits},
+            "dense": {h.chunk_id: h.score for h in dense_hits},
+        }
         fused = fuse(stage_scores["bm25"], stage_scores["dense"], self.ranking)
         order = ranked(fused)
 
         depth = order[: self.rerank_settings.depth]
         rerank_scores: dict[str, float] = {}
         try:
-            rerank_scores = self.reranker.rerank(
-                query, vector, [_candidate(payloads[c]) for c in depth], scope
-            )
+            rerank_scores = self.reranker.rerank(query, vector, depth, scope)
         except RerankUnavailable as exc:
             log.warning("rerank stage skipped: %s", exc)
             degraded.append("rerank")
@@ -125,15 +123,19 @@ class HybridSearcher:
         final = mix_rerank(fused, rerank_scores, weight=self.rerank_settings.weight, how=how)
         final_order = ranked(final)
 
+        # Only the chunks returned need their text and metadata: fetch those (same filter).
+        full = self.index.payloads(final_order[:top_k], scope)
         chunks = []
         for chunk_id in final_order[:top_k]:
+            if chunk_id not in full:  # deleted since the search: nothing to cite
+                continue
             scores = {
                 s: stage_scores[s][chunk_id] for s in stage_scores if chunk_id in stage_scores[s]
             }
             scores["fused"] = fused[chunk_id]
             if chunk_id in rerank_scores:
                 scores["rerank"] = rerank_scores[chunk_id]
-            chunks.append(RankedChunk(payloads[chunk_id], final[chunk_id], scores))
+            chunks.append(RankedChunk(full[chunk_id], final[chunk_id], scores))
         stages = {}
         if keep_stages:
             stages = {
@@ -150,15 +152,3 @@ class HybridSearcher:
             degraded=tuple(degraded),
             stages=stages,
         )
-
-
-def _scores(hits: list[Hit], payloads: dict[str, Mapping[str, Any]]) -> dict[str, float]:
-    out = {}
-    for hit in hits:
-        payloads.setdefault(hit.chunk_id, hit.payload)
-        out[hit.chunk_id] = hit.score
-    return out
-
-
-def _candidate(payload: Mapping[str, Any]) -> Candidate:
-    return Candidate(str(payload["chunk_id"]), str(payload["text"]), payload)

@@ -34,10 +34,13 @@ class HashingEmbedder:
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            out[row] = self.embed_query(text)
+            out[row] = self._vector(text)
         return out
 
     def embed_query(self, text: str) -> Vectors:
+        return self._vector(text)
+
+    def _vector(self, text: str) -> Vectors:
         vector = np.zeros(self._dim, dtype=np.float32)
         for word in _WORD.findall(text.lower()):
             h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")

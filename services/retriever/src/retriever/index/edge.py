@@ -11,7 +11,7 @@ import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import qdrant_edge as qe
 
 from .layout import IndexLayout, prepare_folder
 from .port import (
+    CANDIDATE_FIELDS,
     AccessScope,
     ChunkRecord,
     DocKey,
@@ -166,8 +167,26 @@ class EdgeChunkIndex:
         hits = self._query(query, among, len(chunk_ids), payload=["chunk_id"])
         return {h.chunk_id: h.score for h in hits}
 
+    def payloads(
+        self, chunk_ids: Sequence[str], scope: AccessScope
+    ) -> dict[str, Mapping[str, Any]]:
+        if not chunk_ids:
+            return {}
+        among = qe.Filter(
+            must=[*_scope_conditions(scope), qe.HasIdCondition({point_id(c) for c in chunk_ids})]
+        )
+        with self._lock:
+            points, _ = self._shard.scroll(
+                qe.ScrollRequest(limit=len(chunk_ids), filter=among, with_payload=True)
+            )
+        return {str(p.payload["chunk_id"]): p.payload for p in points if p.payload}
+
     def _query(
-        self, query: qe.Query, where: qe.Filter, limit: int, payload: bool | list[str] = True
+        self,
+        query: qe.Query,
+        where: qe.Filter,
+        limit: int,
+        payload: list[str] = list(CANDIDATE_FIELDS),  # noqa: B006 - never mutated
     ) -> list[Hit]:
         request = qe.QueryRequest(limit=limit, query=query, filter=where, with_payload=payload)
         with self._lock:

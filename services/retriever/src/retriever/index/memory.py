@@ -11,11 +11,21 @@ import itertools
 import math
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .port import AccessScope, ChunkRecord, DocKey, Hit, IndexedDocument, SparseVec, Vectors
+from .port import (
+    CANDIDATE_FIELDS,
+    AccessScope,
+    ChunkRecord,
+    DocKey,
+    Hit,
+    IndexedDocument,
+    SparseVec,
+    Vectors,
+)
 from .records import check_chunks, documents_from_payloads
 
 __all__ = ["MemoryChunkIndex"]
@@ -93,6 +103,13 @@ class MemoryChunkIndex:
                 if c.chunk_id in wanted
             }
 
+    def payloads(
+        self, chunk_ids: Sequence[str], scope: AccessScope
+    ) -> dict[str, Mapping[str, Any]]:
+        wanted = set(chunk_ids)
+        with self._lock:
+            return {c.chunk_id: c.payload() for c in self._visible(scope) if c.chunk_id in wanted}
+
     def count(self) -> int:
         with self._lock:
             return sum(len(cs) for cs in self._docs.values())
@@ -109,4 +126,7 @@ def _idf(n: int, df: int) -> float:
 
 def _top(scored: list[tuple[float, ChunkRecord]], limit: int) -> list[Hit]:
     scored.sort(key=lambda s: (-s[0], s[1].chunk_id))
-    return [Hit(c.chunk_id, score, c.payload()) for score, c in scored[:limit]]
+    return [
+        Hit(c.chunk_id, score, {k: v for k, v in c.payload().items() if k in CANDIDATE_FIELDS})
+        for score, c in scored[:limit]
+    ]

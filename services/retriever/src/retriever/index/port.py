@@ -1,9 +1,12 @@
 """What the retriever needs from a vector index, independent of the engine.
 
 The index does candidate generation and candidate scoring only: a dense and a sparse (BM25)
-nearest-neighbour search, and a sentence-level MaxSim score for given candidates, each with
-the principal's :class:`AccessScope` as a filter *of the index query*, so a chunk the principal
-may not read is never a candidate. Fusion and reranking happen above, in pure code.
+nearest-neighbour search, a sentence-level MaxSim score for given candidates, and the full
+payloads of the few chunks finally returned, each with the principal's :class:`AccessScope` as
+a filter *of the index query*, so a chunk the principal may not read is never a candidate.
+Fusion and reranking happen above, in pure code. Searches return lean hits (the fields in
+:data:`CANDIDATE_FIELDS`): copying a hundred chunk texts per stage out of the engine would
+cost more than the search itself.
 
 Documents are keyed by ``(tenant_id, doc_id)``: two tenants may use the same ``doc_id`` and
 never touch each other's chunks.
@@ -23,6 +26,7 @@ import numpy.typing as npt
 from shared.principal import Classification, Principal, StaffLevel
 
 __all__ = [
+    "CANDIDATE_FIELDS",
     "AccessScope",
     "ChunkIndex",
     "ChunkRecord",
@@ -35,6 +39,9 @@ __all__ = [
 
 Vectors = npt.NDArray[np.float32]
 DocKey = tuple[str, str]
+
+#: The payload fields a search hit carries; :meth:`ChunkIndex.payloads` gives the rest.
+CANDIDATE_FIELDS = ("chunk_id", "doc_id", "tenant_id", "doc_version")
 
 _POINT_NAMESPACE = uuid.UUID("0d6f8f3e-6f0b-4c1a-8f76-2d7c3a9b5e42")
 
@@ -178,6 +185,12 @@ class ChunkIndex(Protocol):
         self, vector: Vectors, chunk_ids: Sequence[str], scope: AccessScope
     ) -> dict[str, float]:
         """MaxSim of the query vector against each candidate's sentence vectors."""
+        ...
+
+    def payloads(
+        self, chunk_ids: Sequence[str], scope: AccessScope
+    ) -> dict[str, Mapping[str, Any]]:
+        """Full payloads (text, title, section path, access metadata) of readable chunks."""
         ...
 
     def count(self) -> int: ...

@@ -33,6 +33,7 @@ from qdrant_client import QdrantClient, models
 
 from .layout import LAYOUT_VERSION, LayoutMismatch
 from .port import (
+    CANDIDATE_FIELDS,
     AccessScope,
     ChunkRecord,
     DocKey,
@@ -222,6 +223,22 @@ class QdrantChunkIndex:
         hits = self._query(query, SENTENCES, where, len(chunk_ids))
         return {h.chunk_id: h.score for h in hits}
 
+    def payloads(
+        self, chunk_ids: Sequence[str], scope: AccessScope
+    ) -> dict[str, Mapping[str, Any]]:
+        if not chunk_ids:
+            return {}
+        where = models.Filter(
+            must=[
+                *_scope_conditions(scope),
+                models.HasIdCondition(has_id=[point_id(c) for c in chunk_ids]),
+            ]
+        )
+        points, _ = self._client.scroll(
+            self._collection, scroll_filter=where, limit=len(chunk_ids), with_payload=True
+        )
+        return {str(p.payload["chunk_id"]): p.payload for p in points if p.payload}
+
     def _query(self, query: Any, using: str, where: models.Filter, limit: int) -> list[Hit]:
         with self._lock:
             response = self._client.query_points(
@@ -230,7 +247,8 @@ class QdrantChunkIndex:
                 using=using,
                 query_filter=where,
                 limit=limit,
-                with_payload=True,
+                # Generation lets a search drop a version being replaced (see the module doc).
+                with_payload=[*CANDIDATE_FIELDS, "generation"],
             )
         return _newest_generation_only(
             [

@@ -1,10 +1,9 @@
 """Ranking: fusion of the retrieval stages (pure functions) and the rerank port."""
 
 from .fusion import Normalisation, convex, fuse, mix_rerank, normalise, ranked, rrf
-from .rerank import Candidate, HttpReranker, NoRerank, Reranker, RerankUnavailable, SentenceMaxSim
+from .rerank import HttpReranker, NoRerank, Reranker, RerankUnavailable, SentenceMaxSim
 
 __all__ = [
-    "Candidate",
     "HttpReranker",
     "NoRerank",
     "Normalisation",

@@ -11,8 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -20,25 +19,11 @@ import httpx
 from ..embedding import Vectors
 from ..index import AccessScope, ChunkIndex
 
-__all__ = [
-    "Candidate",
-    "HttpReranker",
-    "NoRerank",
-    "RerankUnavailable",
-    "Reranker",
-    "SentenceMaxSim",
-]
+__all__ = ["HttpReranker", "NoRerank", "RerankUnavailable", "Reranker", "SentenceMaxSim"]
 
 
 class RerankUnavailable(Exception):
     """The rerank backend cannot answer; the searcher keeps the fused order."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    chunk_id: str
-    text: str
-    payload: Mapping[str, Any]
 
 
 class Reranker(Protocol):
@@ -49,7 +34,7 @@ class Reranker(Protocol):
         self,
         query: str,
         vector: Vectors | None,
-        candidates: Sequence[Candidate],
+        chunk_ids: Sequence[str],
         scope: AccessScope,
     ) -> dict[str, float]:
         """A relevance score per candidate chunk id (higher is better, any scale)."""
@@ -63,7 +48,7 @@ class NoRerank:
         self,
         query: str,
         vector: Vectors | None,
-        candidates: Sequence[Candidate],
+        chunk_ids: Sequence[str],
         scope: AccessScope,
     ) -> dict[str, float]:
         return {}
@@ -79,12 +64,12 @@ class SentenceMaxSim:
         self,
         query: str,
         vector: Vectors | None,
-        candidates: Sequence[Candidate],
+        chunk_ids: Sequence[str],
         scope: AccessScope,
     ) -> dict[str, float]:
         if vector is None:
             return {}
-        return self._index.sentence_scores(vector, [c.chunk_id for c in candidates], scope)
+        return self._index.sentence_scores(vector, chunk_ids, scope)
 
 
 class HttpReranker:
@@ -95,8 +80,15 @@ class HttpReranker:
     name = "api"
 
     def __init__(
-        self, url: str, *, api_key: str | None, model: str | None, timeout_s: float
+        self,
+        url: str,
+        index: ChunkIndex,
+        *,
+        api_key: str | None,
+        model: str | None,
+        timeout_s: float,
     ) -> None:
+        self._index = index
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout_s)
         self._url = url
@@ -106,12 +98,14 @@ class HttpReranker:
         self,
         query: str,
         vector: Vectors | None,
-        candidates: Sequence[Candidate],
+        chunk_ids: Sequence[str],
         scope: AccessScope,
     ) -> dict[str, float]:
-        if not candidates:
+        payloads = self._index.payloads(chunk_ids, scope)
+        ids = [c for c in chunk_ids if c in payloads]
+        if not ids:
             return {}
-        texts = [c.text for c in candidates]
+        texts = [str(payloads[c]["text"]) for c in ids]
         body: dict[str, Any] = {"query": query, "documents": texts, "texts": texts}
         if self._model:
             body["model"] = self._model
@@ -121,10 +115,7 @@ class HttpReranker:
             data = response.json()
             rows = data["results"] if isinstance(data, dict) else data
             return {
-                candidates[int(r["index"])].chunk_id: float(
-                    r.get("relevance_score", r.get("score"))
-                )
-                for r in rows
+                ids[int(r["index"])]: float(r.get("relevance_score", r.get("score"))) for r in rows
             }
         except (httpx.HTTPError, KeyError, TypeError, ValueError, IndexError) as exc:
             raise RerankUnavailable(f"rerank API: {type(exc).__name__}: {exc}") from exc
