@@ -3,8 +3,10 @@ the redactor every service installs on its logs by default."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,26 @@ def test_the_input_screen_blocks_attacks_and_lets_support_requests_through() -> 
         verdict = screen.screen(text)
         assert not verdict.blocked, (text, verdict)
         assert all(s.startswith("rule:") for s in verdict.signals)
+
+
+def test_support_style_traffic_is_not_flagged() -> None:
+    """A regression check on self-written probes: 65 support requests that use trigger words
+    innocently ("ignore my previous message") and 40 injections in styles the public training
+    set lacks. Written while the rules were tuned, so it guards against regressions; the
+    cross-validated numbers come from ``make bench-guardrails``."""
+    rows = [
+        json.loads(line)
+        for line in (Path(__file__).parent / "data" / "probe_prompts.jsonl")
+        .read_text()
+        .splitlines()
+        if line.strip()
+    ]
+    screen = default_input_screen()
+    flagged = [(r["label"], screen.screen(r["text"]).blocked) for r in rows]
+    benign = [blocked for label, blocked in flagged if label == 0]
+    attacks = [blocked for label, blocked in flagged if label == 1]
+    assert sum(benign) / len(benign) <= 0.05
+    assert sum(attacks) / len(attacks) >= 0.95
 
 
 def test_the_input_screen_is_cheap() -> None:
