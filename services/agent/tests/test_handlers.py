@@ -112,3 +112,22 @@ async def test_proposals_are_rate_limited_per_tenant(harness: Harness) -> None:
     denied = [a for a in harness.audit(event.request_id) if a["action"] == "guardrail.tool"]
     assert denied[0]["outcome"] == "denied"
     assert denied[0]["details"]["status"] == "rate_limited"
+
+
+async def test_routes_guardrails_and_tools_are_counted_on_metrics(harness: Harness) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    await harness.ask(retrieved("Where is my order HP-10023?", kb_chunks("hp-order-tracking")))
+    text = generate_latest(harness.agent.service.telemetry.registry).decode()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+    def counted(name: str, **labels: str) -> bool:
+        return any(
+            s.name == name and s.value >= 1 and labels.items() <= s.labels.items() for s in samples
+        )
+
+    assert counted("agent_routes_total", route="routine", by="rules")
+    assert counted("agent_guardrail_verdicts_total", stage="tool", outcome="passed")
+    assert counted("agent_tool_calls_total", tool="order_status", status="ok", origin="agent")
+    assert counted("gen_ai_client_operation_duration_seconds_count", gen_ai_operation_name="chat")
