@@ -9,7 +9,7 @@ SPLIT ?= train
 .PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-guardrails fault-test asyncapi clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -61,10 +61,7 @@ eval: install ## Evaluate the platform end to end against a throw-away stack
 bench-saga: install ## Saga latency and throughput through the running stack vs in-process floor
 	$(RUN) python -m evals.bench_saga
 
-bench-retrifault-test: install ## SIGKILL the approver/executor 50+ times; every approved action has exactly one effect
-	$(RUN) pytest services/approver/tests/test_fault_injection.py -q -s
-
-eval: install ## Retrieval quality and latency on a BEIR dataset (DATA=..., SPLIT=...)
+bench-retrieval: install ## Retrieval quality and latency on a BEIR dataset (DATA=..., SPLIT=...)
 	$(RUN) python -m evals.bench_retrieval --data $(DATA) --split $(SPLIT)
 
 bench-guardrails: install ## Injection detector (cross-validated) and PII redactor on the shared data sets
