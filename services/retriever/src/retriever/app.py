@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from shared.auth import TokenService
 from shared.contracts import ChatRequested, Topic
-from shared.guardrails import AllowAll, InputScreen
+from shared.guardrails import InputScreen, default_input_screen
 from shared.service import Service
 
 from .documents import discover, load_many
@@ -33,10 +33,11 @@ def build_service(
     screen: InputScreen | None = None,
     **overrides: Any,
 ) -> Service:
-    """``engine`` replaces the one built from settings (tests); ``screen`` is the input
-    guardrail run on every request before retrieval (allow-all until the detector lands)."""
+    """``engine`` replaces the one built from settings (tests); ``screen`` replaces the input
+    guardrail run on every request before retrieval (default: the measured prompt-injection
+    detector, ``shared.guardrails.default_input_screen``)."""
     service = Service("retriever", settings, **overrides)
-    input_screen = screen or AllowAll()
+    input_screen = screen or default_input_screen()
     holder: dict[str, Engine] = {}
 
     def current() -> Engine:
