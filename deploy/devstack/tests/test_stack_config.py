@@ -23,8 +23,9 @@ def test_environment_carries_ports_broker_tunings_and_telemetry(tmp_path: Path) 
     env = stack.env()
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{stack.config.kafka_port}"
     assert env["KAFKA_ENABLE_IDEMPOTENCE"] == "false", "Tansu's idempotent producer fails"
-    assert int(env["KAFKA_FETCH_MAX_WAIT_MS"]) <= 20, (
-        "long fetch waits cost ~250 ms per hop on Tansu"
+    assert int(env["KAFKA_FETCH_MAX_WAIT_MS"]) <= 50, (
+        "Tansu answers a waiting fetch only when the wait is over: the Kafka default of 500 ms"
+        " costs ~250 ms per hop"
     )
     assert env["TELEMETRY_EXPORTER"] == "otlp"
     assert env["TELEMETRY_OTLP_ENDPOINT"].endswith(str(stack.config.otlp_port))

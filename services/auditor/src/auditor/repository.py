@@ -51,37 +51,42 @@ class PostgresAuditLog:
             )
             seen = {row["id"] for row in await cur.fetchall()}
             prev_hash: str = head["last_hash"]
-            last_seq: int = head["last_seq"]
-            new = 0
-            async with conn.cursor() as insert:
-                for event_id, event in unique.items():
-                    if event_id in seen:
-                        continue
-                    record = canonical_record(event)
-                    digest = link(prev_hash, record)
-                    await insert.execute(
-                        _INSERT,
-                        (
-                            event.event_id,
-                            event.request_id,
-                            event.tenant_id,
-                            event.service,
-                            event.action,
-                            event.outcome.value,
-                            event.actor,
-                            event.subject_event_id,
-                            event.trace_id,
-                            event.occurred_at,
-                            Jsonb(event.details),
-                            record,
-                            prev_hash,
-                            digest,
-                        ),
+            rows = []
+            for event_id, event in unique.items():
+                if event_id in seen:
+                    continue
+                record = canonical_record(event)
+                digest = link(prev_hash, record)
+                rows.append(
+                    (
+                        event.event_id,
+                        event.request_id,
+                        event.tenant_id,
+                        event.service,
+                        event.action,
+                        event.outcome.value,
+                        event.actor,
+                        event.subject_event_id,
+                        event.trace_id,
+                        event.occurred_at,
+                        Jsonb(event.details),
+                        record,
+                        prev_hash,
+                        digest,
                     )
+                )
+                prev_hash = digest
+            new = len(rows)
+            last_seq: int = head["last_seq"]
+            if rows:
+                # One pipelined round trip for the whole batch; the last row's seq is the head.
+                async with conn.cursor() as insert:
+                    await insert.executemany(_INSERT, rows, returning=True)
+                    while insert.nextset():
+                        pass
                     row = await insert.fetchone()
                     assert row is not None
-                    last_seq, prev_hash = row["seq"], digest
-                    new += 1
+                    last_seq = row["seq"]
             if new:
                 await conn.execute(
                     "UPDATE audit.chain_head SET last_seq = %s, last_hash = %s WHERE id = 1",

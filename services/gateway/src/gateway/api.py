@@ -66,7 +66,7 @@ def build_router(
 
     async def _settled_view(request_id: uuid.UUID, wait_s: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + wait_s
-        async with progress.watch(request_id) as watch:
+        async with progress.watch(request_id, settled_only=True) as watch:
             while True:
                 row = await repository().get(request_id)
                 if row is not None and (row["status"] in SETTLED or time.monotonic() >= deadline):

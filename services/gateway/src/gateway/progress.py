@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 
-from .repository import PROGRESS_CHANNEL
+from .repository import PROGRESS_CHANNEL, SETTLED_NOTICE
 
 __all__ = ["ProgressHub"]
 
@@ -28,7 +28,7 @@ class ProgressHub:
     def __init__(self, dsn: str, *, poll_s: float = 1.0) -> None:
         self._dsn = dsn
         self._poll_s = poll_s
-        self._waiters: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[uuid.UUID, set[tuple[asyncio.Event, bool]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
@@ -60,23 +60,28 @@ class ProgressHub:
                 await asyncio.sleep(1.0)
 
     def _wake(self, payload: str) -> None:
+        rid, _, mark = payload.partition(" ")
         try:
-            request_id = uuid.UUID(payload)
+            request_id = uuid.UUID(rid)
         except ValueError:
             return
-        for event in self._waiters.get(request_id, ()):
-            event.set()
+        for event, settled_only in self._waiters.get(request_id, ()):
+            if mark == SETTLED_NOTICE or not settled_only:
+                event.set()
 
     @contextlib.asynccontextmanager
-    async def watch(self, request_id: uuid.UUID) -> AsyncIterator[_Watch]:
-        event = asyncio.Event()
-        self._waiters[request_id].add(event)
+    async def watch(
+        self, request_id: uuid.UUID, *, settled_only: bool = False
+    ) -> AsyncIterator[_Watch]:
+        """Wake on every change of the request, or only when it may have settled."""
+        waiter = (asyncio.Event(), settled_only)
+        self._waiters[request_id].add(waiter)
         try:
-            yield _Watch(event, self._poll_s)
+            yield _Watch(waiter[0], self._poll_s)
         finally:
             waiters = self._waiters.get(request_id)
             if waiters is not None:
-                waiters.discard(event)
+                waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[request_id]
 

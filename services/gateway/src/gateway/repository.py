@@ -14,12 +14,21 @@ from psycopg_pool import AsyncConnectionPool
 from shared.contracts import AuditRecorded, DraftDecided
 from shared.messaging import NIL_REQUEST_ID
 
-from .status import RANK, RequestStatus, result_of, status_of_audit, status_of_decision
+from .status import (
+    RANK,
+    SETTLED,
+    RequestStatus,
+    result_of,
+    status_of_audit,
+    status_of_decision,
+)
 
-__all__ = ["PROGRESS_CHANNEL", "RequestRepository"]
+__all__ = ["PROGRESS_CHANNEL", "SETTLED_NOTICE", "RequestRepository"]
 
-#: NOTIFY channel: payload is a request id whose status or timeline changed.
+#: NOTIFY channel: payload is a request id whose status or timeline changed, followed by
+#: ``settled`` when the change may have settled it (callers waiting for the result wake then).
 PROGRESS_CHANNEL = "gateway_progress"
+SETTLED_NOTICE = "settled"
 
 _RANK_OF_EXISTING = (
     "CASE r.status " + " ".join(f"WHEN '{s.value}' THEN {n}" for s, n in RANK.items()) + " END"
@@ -57,40 +66,58 @@ class RequestRepository:
             return cur.rowcount == 1
 
     async def apply_audit(self, events: Sequence[AuditRecorded]) -> None:
-        touched: set[uuid.UUID] = set()
+        """Append a batch of steps to the timeline and move each request's status forward.
+
+        A batch costs a fixed number of round trips (pipelined), not one per step: the
+        projection consumes every audit record of every saga, so this is a hot path."""
+        steps = [e for e in events if e.request_id != NIL_REQUEST_ID]
+        if not steps:
+            return
+        advances: dict[uuid.UUID, dict[str, Any]] = {}
+        for event in steps:
+            status = status_of_audit(event)
+            if status is None:
+                continue
+            current = advances.get(event.request_id)
+            user_id = None if event.actor == event.service else event.actor
+            if current is None or RANK[status] > current["rank"]:
+                advances[event.request_id] = _advance_params(
+                    request_id=event.request_id,
+                    tenant_id=event.tenant_id,
+                    user_id=user_id or (current or {}).get("user_id"),
+                    status=status,
+                    trace_id=event.trace_id,
+                    result=None,
+                )
+            elif user_id and current["user_id"] is None:
+                current["user_id"] = user_id
         async with self._pool.connection() as conn, conn.transaction():
-            for event in events:
-                if event.request_id == NIL_REQUEST_ID:
-                    continue
-                cur = await conn.execute(
+            async with conn.cursor() as cur:
+                await cur.executemany(
                     "INSERT INTO gateway.timeline (event_id, request_id, at, service, action,"
                     " outcome, details) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT DO NOTHING",
-                    (
-                        event.event_id,
-                        event.request_id,
-                        event.occurred_at,
-                        event.service,
-                        event.action,
-                        event.outcome.value,
-                        Jsonb(_public_details(event.details)),
-                    ),
+                    [
+                        (
+                            e.event_id,
+                            e.request_id,
+                            e.occurred_at,
+                            e.service,
+                            e.action,
+                            e.outcome.value,
+                            Jsonb(_public_details(e.details)),
+                        )
+                        for e in steps
+                    ],
                 )
-                if cur.rowcount:
-                    touched.add(event.request_id)
-                status = status_of_audit(event)
-                if status is not None:
-                    await self._advance(
-                        conn,
-                        request_id=event.request_id,
-                        tenant_id=event.tenant_id,
-                        user_id=None if event.actor == event.service else event.actor,
-                        status=status,
-                        trace_id=event.trace_id,
-                        result=None,
-                    )
-            for request_id in touched:
-                await conn.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, str(request_id)))
+                if advances:
+                    await cur.executemany(_UPSERT_STATUS, list(advances.values()))
+            # A waiter re-reads on every notification, so only ones that may change its
+            # answer are sent: SSE streams want every step, ``?wait=`` only settled states.
+            await conn.execute(
+                "SELECT pg_notify(%s, n) FROM unnest(%s::text[]) AS n",
+                (PROGRESS_CHANNEL, sorted({_notice(e.request_id, advances) for e in steps})),
+            )
 
     async def apply_decision(self, event: DraftDecided, trace_id: str | None) -> None:
         async with self._pool.connection() as conn, conn.transaction():
@@ -104,32 +131,13 @@ class RequestRepository:
                 result=result_of(event),
             )
             await conn.execute(
-                "SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, str(event.request_id))
+                "SELECT pg_notify(%s, %s)",
+                (PROGRESS_CHANNEL, f"{event.request_id} {SETTLED_NOTICE}"),
             )
 
     @staticmethod
-    async def _advance(
-        conn: AsyncConnection[Any],
-        *,
-        request_id: uuid.UUID,
-        tenant_id: str,
-        user_id: str | None,
-        status: RequestStatus,
-        trace_id: str | None,
-        result: dict[str, Any] | None,
-    ) -> None:
-        await conn.execute(
-            _UPSERT_STATUS,
-            {
-                "request_id": request_id,
-                "tenant_id": tenant_id,
-                "user_id": user_id,
-                "status": status.value,
-                "trace_id": trace_id,
-                "result": Jsonb(result) if result is not None else None,
-                "rank": RANK[status],
-            },
-        )
+    async def _advance(conn: AsyncConnection[Any], **fields: Any) -> None:
+        await conn.execute(_UPSERT_STATUS, _advance_params(**fields))
 
     async def get(self, request_id: uuid.UUID) -> dict[str, Any] | None:
         async with self._pool.connection() as conn:
@@ -151,6 +159,33 @@ class RequestRepository:
                 (request_id, after, after),
             )
             return list(await cur.fetchall())
+
+
+def _advance_params(
+    *,
+    request_id: uuid.UUID,
+    tenant_id: str,
+    user_id: str | None,
+    status: RequestStatus,
+    trace_id: str | None,
+    result: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "status": status.value,
+        "trace_id": trace_id,
+        "result": Jsonb(result) if result is not None else None,
+        "rank": RANK[status],
+    }
+
+
+def _notice(request_id: uuid.UUID, advances: dict[uuid.UUID, dict[str, Any]]) -> str:
+    """NOTIFY payload: the request id, then ``settled`` when this batch may have settled it."""
+    advance = advances.get(request_id)
+    settled = advance is not None and advance["status"] in SETTLED
+    return f"{request_id} {SETTLED_NOTICE}" if settled else str(request_id)
 
 
 _PUBLIC_DETAIL_KEYS = frozenset(
