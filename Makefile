@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 DATA ?= ../shared/data/scifact
 SPLIT ?= train
 
-.PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-guardrails fault-test asyncapi clean
+.PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test asyncapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-saga: install ## Saga latency and throughput through the running stack vs 
 
 bench-retrieval: install ## Retrieval quality and latency on a BEIR dataset (DATA=..., SPLIT=...)
 	$(RUN) python -m evals.bench_retrieval --data $(DATA) --split $(SPLIT)
+
+bench-answers: install ## Answer quality of the offline model on the knowledge base's eval questions
+	$(RUN) python -m evals.bench_answers --min-relevance 0.35 --min-relevance 0.40 --min-relevance 0.45
 
 bench-guardrails: install ## Injection detector (cross-validated) and PII redactor on the shared data sets
 	$(RUN) python -m evals.bench_guardrails --data ../shared/data/prompt-injection/deepset-train.jsonl --data ../shared/data/pii/presidio-synth-dev.json

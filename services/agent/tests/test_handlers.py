@@ -18,7 +18,7 @@ async def test_a_question_gets_a_cited_answer_and_every_stage_is_audited(harness
     assert draft.kind is DraftKind.ANSWER
     assert draft.citations and all(f"[{c.marker}]" in draft.answer for c in draft.citations)
     assert draft.route is not None and draft.route.route == "routine"
-    assert draft.model == "extractive-v2"
+    assert draft.model == "extractive-v3"
     # Steps are published concurrently: compare as a multiset.
     assert sorted(harness.actions(event.request_id)) == [
         "agent.routed",

@@ -143,11 +143,11 @@ async def test_fallback_large_then_small_then_offline_and_the_breaker_opens(
     chain, models = chain_of(api)
     trail = Trail()
     answered = await chain.complete(models, conversation("How do I track my order?"), trail)
-    assert answered.model.name == "extractive-v2"
+    assert answered.model.name == "extractive-v3"
     assert answered.fallbacks == ("large", "small")
     assert [(a, d["from"], d["to"], d["reason"]) for a, d in trail.steps] == [
         ("model.fallback", "large", "small", "http_500"),
-        ("model.fallback", "small", "extractive-v2", "http_400"),
+        ("model.fallback", "small", "extractive-v3", "http_400"),
     ]
     assert len(api.bodies("large")) == 3, "three attempts, each a breaker failure"
 

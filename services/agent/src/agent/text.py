@@ -8,6 +8,8 @@ from functools import lru_cache
 
 import snowballstemmer
 
+from shared.tables import is_table_line, is_table_rule, row_cells, row_sentence
+
 __all__ = ["Passage", "content_terms", "numbers", "passages", "split_sentences"]
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
@@ -226,7 +228,6 @@ _ADDRESSED_TO_MODEL = re.compile(
 )
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _EMPHASIS = re.compile(r"\*\*|__|`")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
 # A sentence shorter than this ("No.", "Yes, free.") says little alone: it is joined to the next.
 _MIN_ALONE = 25
 
@@ -257,15 +258,15 @@ def passages(text: str) -> list[Passage]:
             if not line:
                 header = None
             continue
-        if line.startswith("|"):
-            cells = [_EMPHASIS.sub("", c).strip() for c in line.strip().strip("|").split("|")]
-            if _TABLE_RULE.match(line):
+        if is_table_line(line):
+            if is_table_rule(line):
                 continue
+            cells = row_cells(line)
             if header is None:
                 header = cells
                 continue
             pending = _flush(out, pending, headings)
-            out.append(Passage(_table_row(header, cells), tuple(headings)))
+            out.append(Passage(row_sentence(header, cells), tuple(headings)))
             continue
         header = None
         for sentence in split_sentences(line):
@@ -283,13 +284,3 @@ def _flush(out: list[Passage], pending: str, headings: list[str]) -> str:
     if len(pending) >= 12:
         out.append(Passage(pending.rstrip(":"), tuple(headings)))
     return ""
-
-
-def _table_row(header: list[str], cells: list[str]) -> str:
-    """``| L | 94-100 |`` under ``| Size | Chest |`` reads ``Size L, Chest 94-100``."""
-    named = [
-        f"{name} {value}" if name and name.lower() not in value.lower() else value
-        for name, value in zip(header, cells, strict=False)
-        if value and value not in "-—"
-    ]
-    return "; ".join(named) + "."

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shared.tables import spell_out_tables
+
 from .chunking import Chunk, chunk_blocks
 from .documents import Document, DocumentError
 from .embedding import Embedder, EmbeddingUnavailable
@@ -36,16 +38,17 @@ _MIN_SENTENCE_WORDS = 3
 def embedding_text(title: str, section_path: tuple[str, ...], text: str) -> str:
     """What is embedded and keyword-indexed for a chunk: its text in the context of its
     document title and headings, so a chunk saying "within 30 days" is findable by the topic
-    it sits under."""
+    it sits under, with table rows read with their column names."""
     context = " > ".join((title, *section_path))
-    return f"{context}\n{text}"
+    return f"{context}\n{spell_out_tables(text)}"
 
 
 def sentences_of(text: str) -> list[str]:
-    """Sentences (and list items, table rows) of a chunk; fragments of fewer than three words
-    join the sentence before them, since alone they carry no meaning to match."""
+    """Sentences (and list items, table rows read with their column names) of a chunk;
+    fragments of fewer than three words join the sentence before them, since alone they carry
+    no meaning to match."""
     out: list[str] = []
-    for unit in (u.strip() for u in _SENTENCE_END.split(text)):
+    for unit in (u.strip() for u in _SENTENCE_END.split(spell_out_tables(text))):
         if not unit:
             continue
         if out and len(unit.split()) < _MIN_SENTENCE_WORDS:

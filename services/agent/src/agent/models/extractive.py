@@ -34,26 +34,23 @@ REFUSAL_TEXT = (
     "guess. Try rephrasing, or ask a colleague with access to more documents."
 )
 
-# Everyday phrasings mapped onto the words support documents use. Small on purpose: each
-# entry is a paraphrase customers use for a policy term, not a tuning knob.
-_EXPANSIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), extra)
-    for pattern, extra in (
-        (r"\bmoney back\b", "refund"),
-        (r"\bhow much\b|\bprice\b|\bcharge\b", "cost fee EUR"),
-        (r"\bhow long\b|\bhow fast\b|\bhow soon\b|\bwhen will\b", "days within"),
-        (r"\bsend (it )?back\b|\btake (it )?back\b", "return"),
-        (r"\bbroken\b|\bbroke\b", "damaged faulty"),
-        (r"\bmaximum\b|\bat most\b|\bmost i can\b", "limit up to"),
-        (r"\bminimum\b|\bat least\b", "or more"),
-    )
-)
 _QUANTITY_QUESTION = re.compile(
     r"\b(how (much|many|long|fast|soon|far|often)|when|what time|minimum|maximum|limit|"
     r"deadline|cost|price|fee|budget|allowance|target|size|which (day|size|priority))\b",
     re.IGNORECASE,
 )
 _HAS_QUANTITY = re.compile(r"\d")
+# The word after "how" belongs to the question form, not its topic: "how long is the warranty"
+# asks about the warranty, and "long" in a passage is no evidence of an answer.
+_INTERROGATIVE = re.compile(r"\bhow (long|much|many|far|often|soon|fast|big|old)\b", re.IGNORECASE)
+# A sentence about the document ("This page explains ...") matches a question's words and
+# answers nothing: it is quoted only if nothing else is relevant.
+_ABOUT_THE_DOCUMENT = re.compile(
+    r"^(this|the following|these) (page|guide|document|section|policy|article|faq|runbook|"
+    r"procedure|table|list)s? (explains?|describes?|tells?|covers?|sets? out|lists?|shows?|"
+    r"summari[sz]es?|is for|applies)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class _Scored:
 
 
 class ExtractiveModel:
-    name = "extractive-v2"
+    name = "extractive-v3"
     provider = "offline"
 
     def __init__(self, *, max_sentences: int = 3, min_relevance: float = 0.40) -> None:
@@ -113,7 +110,7 @@ class ExtractiveModel:
 
     def select(self, question: str, chunks: Sequence[RetrievedChunk]) -> list[_Scored]:
         """The passages that answer ``question``, best first; empty when none does."""
-        query = list(dict.fromkeys(content_terms(_expand(question))))
+        query = list(dict.fromkeys(content_terms(_INTERROGATIVE.sub("how", question))))
         if not query or not chunks:
             return []
         weights = _weights(query, chunks)
@@ -130,6 +127,8 @@ class ExtractiveModel:
                 score = covered / total
                 if wants_quantity and _HAS_QUANTITY.search(passage.text):
                     score += 0.08
+                if _ABOUT_THE_DOCUMENT.search(passage.text):
+                    score *= 0.5
                 # Retrieval order breaks ties: the retriever saw more than term overlap.
                 score += 0.02 * (1 - rank / len(chunks))
                 scored.append(_Scored(score, rank, passage, terms))
@@ -204,11 +203,6 @@ def citation_for(chunk: RetrievedChunk, marker: int) -> Citation:
         source_uri=chunk.source_uri,
         section=" › ".join(chunk.section_path),
     )
-
-
-def _expand(question: str) -> str:
-    extra = [words for pattern, words in _EXPANSIONS if pattern.search(question)]
-    return " ".join((question, *extra))
 
 
 def _weights(query: list[str], chunks: Sequence[RetrievedChunk]) -> dict[str, float]:

@@ -15,8 +15,9 @@ from pathlib import Path
 __all__ = ["IndexLayout", "LayoutMismatch", "prepare_folder"]
 
 _STAMP = "layout.json"
-#: Bump when the points' vectors or payload change shape.
-LAYOUT_VERSION = 2
+#: Bump when the points' vectors or payload change shape, or the text they are computed from
+#: (3: table rows are embedded and keyword-indexed with their column names).
+LAYOUT_VERSION = 3
 
 
 class LayoutMismatch(Exception):
