@@ -35,25 +35,42 @@ _CURRENCY = {
     "£": "GBP",
     "gbp": "GBP",
 }
-_QUESTION_START = re.compile(
-    r"^\s*(how|what|when|why|where|which|who|is|are|does|do|will|would)\b", re.IGNORECASE
-)
-_REQUEST_CUE = re.compile(
-    r"\b(please|i want|i'd like|i would like|i need|can you|could you|would you|kindly|"
-    r"go ahead|issue|process|give me|send me)\b",
+# Questions about a procedure ("how do I reset my password?") are for the knowledge base; a
+# request is a sentence that asks for the action, or a statement of the problem alone.
+_WH_START = re.compile(r"^\s*(how|what|when|why|where|which|who|whom|whose)\b", re.IGNORECASE)
+_YES_NO_START = re.compile(
+    r"^\s*(is|are|am|was|were|does|do|did|will|would|can|could|should|shall|may|has|have)\b",
     re.IGNORECASE,
 )
+_REQUEST_CUE = re.compile(
+    r"\b(please|pls|i want|i'd like|i would like|i need you to|can you|could you|would you|"
+    r"kindly|go ahead|give me|send me)\b"
+    r"|^\s*(refund|reset|escalate|open|create|file|raise|issue|process|cancel|unlock)\b",
+    re.IGNORECASE,
+)
+_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
 
+
+def _asks_for_action(message: str) -> bool:
+    """Some sentence asks for something to be done, or nothing in the message is a question.
+
+    "Please refund order HP-1" and "I was charged twice for HP-1." are requests; "When will I
+    see the money back?" and "I forgot my password. How do I reset it?" are questions, and so
+    is "How many checks do I need before a password reset?" even though it names the action.
+    """
+    sentences = [s.strip() for s in _SENTENCES.split(message) if s.strip()]
+    asks_question = False
+    for sentence in sentences:
+        wh = bool(_WH_START.match(sentence))
+        question = wh or sentence.endswith("?") or bool(_YES_NO_START.match(sentence))
+        if _REQUEST_CUE.search(sentence) and not wh:
+            return True
+        asks_question = asks_question or question
+    return not asks_question
+
+
+# First match wins: an explicit "escalate" outranks the refund it may be about.
 _RULES: list[tuple[str, re.Pattern[str]]] = [
-    (
-        "reset_password",
-        re.compile(
-            r"\b(reset|forgot|forgotten|recover|unlock|change)\b[^.?!]{0,40}\bpassword\b"
-            r"|\bpassword reset\b|\blocked out\b",
-            re.IGNORECASE,
-        ),
-    ),
-    ("issue_refund", re.compile(r"\b(refund|money back|reimburse\w*|chargeback)\b", re.IGNORECASE)),
     (
         "escalate",
         re.compile(
@@ -62,10 +79,21 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
+        "reset_password",
+        re.compile(
+            r"\b(reset|forgot|forgotten|recover|unlock|change)\b[^.?!]{0,40}\bpassword\b"
+            r"|\bpassword reset\b|\blocked out\b",
+            re.IGNORECASE,
+        ),
+    ),
+    # A chargeback is the customer's bank disputing a payment: escalated, never refunded twice.
+    ("issue_refund", re.compile(r"\b(refund|money back|reimburse\w*)\b", re.IGNORECASE)),
+    (
         "create_ticket",
         re.compile(
-            r"\b(open|create|file|raise|log|submit)\b[^.?!]{0,30}\b(ticket|case|complaint)\b"
-            r"|\breport (a|an|the)?\s*(problem|issue|fault|defect)\b",
+            r"\b(open|create|file|raise|log|submit)\b[^.?!]{0,30}"
+            r"\b(ticket|case|complaint|fault|incident)\b"
+            r"|\breport (a|an|the)?\s*(problem|issue|fault|defect|outage)\b",
             re.IGNORECASE,
         ),
     ),
@@ -93,12 +121,7 @@ class Intent:
 
 def detect_intent(message: str, *, user_id: str) -> Intent | None:
     tool = next((name for name, rule in _RULES if rule.search(message)), None)
-    if tool is None:
-        return None
-    is_request = bool(
-        _REQUEST_CUE.search(message) or _ORDER.search(message)
-    ) or not _QUESTION_START.match(message)
-    if not is_request or (_QUESTION_START.match(message) and not _REQUEST_CUE.search(message)):
+    if tool is None or not _asks_for_action(message):
         return None
     args: dict[str, Any] = {}
     missing: list[str] = []
