@@ -41,9 +41,10 @@ test-integration: install ## Integration tests only
 test-e2e: install ## End-to-end tests only
 	$(RUN) pytest -m e2e
 
-lint: install ## ruff format check + ruff lint
+lint: install ## ruff format check, ruff lint and mypy --strict
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
+	$(RUN) mypy shared/src services/*/src deploy/devstack/src evals/src
 
 format: install ## Apply ruff formatting and fixes
 	$(RUN) ruff format .

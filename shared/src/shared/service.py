@@ -19,11 +19,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY, generate_latest
-from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import open_pool
+from shared.db.pool import Pool
 from shared.guardrails import redact as default_log_redact
 from shared.messaging import EventBus, is_transient, make_broker
 from shared.settings import ServiceSettings
@@ -156,10 +156,10 @@ class Service:
 class Database:
     def __init__(self, service: Service) -> None:
         self._service = service
-        self._pool: AsyncConnectionPool | None = None
+        self._pool: Pool | None = None
 
     @property
-    def pool(self) -> AsyncConnectionPool:
+    def pool(self) -> Pool:
         if self._pool is None:
             raise RuntimeError("database pool used before the service started")
         return self._pool

@@ -72,7 +72,8 @@ class _RedactingExporter(SpanExporter):
             k: self._redact(v) if isinstance(v, str) else v
             for k, v in (span.attributes or {}).items()
         }
-        span._attributes = attributes  # type: ignore[attr-defined]  # copy-on-export is not offered
+        # Spans are immutable once ended and the SDK offers no copy-on-export.
+        span._attributes = attributes
         return span
 
     def shutdown(self) -> None:

@@ -27,7 +27,7 @@ __all__ = ["build_app", "flatten"]
 
 
 def flatten(request: ExportTraceServiceRequest) -> list[dict[str, Any]]:
-    spans = []
+    spans: list[dict[str, Any]] = []
     for resource_spans in request.resource_spans:
         resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
         for scope_spans in resource_spans.scope_spans:

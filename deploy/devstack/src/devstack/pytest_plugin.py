@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import SecretStr
 
 from shared.contracts import Topic, dead_letter_topic
 from shared.db.migrate import upgrade
@@ -71,7 +72,7 @@ def database_url(postgres_server: str) -> Iterator[str]:
 
 @pytest.fixture
 def database_settings(database_url: str) -> DatabaseSettings:
-    return DatabaseSettings(url=database_url, pool_max_size=4)  # type: ignore[arg-type]
+    return DatabaseSettings(url=SecretStr(database_url), pool_max_size=4)
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ class TopicProbe:
             fetch_max_wait_ms=20,
         )
         await self._consumer.start()
-        partitions = []
+        partitions: list[TopicPartition] = []
         for topic in self._topics:
             known = self._consumer.partitions_for_topic(topic)
             ids = known or await _partitions(self._consumer, topic)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from psycopg_pool import AsyncConnectionPool
+from shared.db import Pool
 
 __all__ = [
     "BucketLimit",
@@ -60,7 +60,7 @@ FROM agent.rate_buckets WHERE tenant_id = %(tenant)s AND bucket = %(bucket)s
 
 
 class PostgresRateLimiter:
-    def __init__(self, pool: Callable[[], AsyncConnectionPool]) -> None:
+    def __init__(self, pool: Callable[[], Pool]) -> None:
         # A callable: the pool opens at service start-up, after this object is built.
         self._pool = pool
 
@@ -77,8 +77,7 @@ class PostgresRateLimiter:
                 return RateDecision(True)
             cur = await conn.execute(_LEVEL, params)
             row = await cur.fetchone()
-        # The pool's connections return dict rows (shared.db.open_pool).
-        tokens = float(row["tokens"]) if row else 0.0  # type: ignore[call-overload]
+        tokens = float(row["tokens"]) if row else 0.0
         return RateDecision(False, retry_after_s=max(0.0, (1 - tokens) / limit.per_second))
 
 

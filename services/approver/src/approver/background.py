@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 from datetime import timedelta
 
-from psycopg_pool import AsyncConnectionPool
-
+from shared.db import Pool
 from shared.tools import ToolRegistry
 
 from .executor import Executor
@@ -29,7 +28,7 @@ class Background:
     def __init__(
         self,
         settings: ApproverSettings,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         registry: ToolRegistry,
         failpoints: Failpoints,
     ) -> None:

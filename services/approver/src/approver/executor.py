@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from opentelemetry import context, propagate, trace
-from psycopg_pool import AsyncConnectionPool
 
 from shared.contracts import AuditOutcome, Decision, ExecutionResult
+from shared.db import Pool
 from shared.messaging import is_transient
 from shared.settings import KafkaSettings
 from shared.tools import ToolContext, ToolError, ToolRegistry
@@ -44,7 +44,7 @@ tracer = trace.get_tracer("approver.executor")
 class Executor:
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         registry: ToolRegistry,
         kafka: KafkaSettings,
         settings: ExecutorSettings,
@@ -140,7 +140,7 @@ class Executor:
                 " WHERE draft_event_id = %s AND status = 'approved' RETURNING execution_attempts",
                 (approval.draft_id,),
             )
-            row = cast(dict[str, Any] | None, await cur.fetchone())
+            row = await cur.fetchone()
             if row is None or row["execution_attempts"] < self._settings.max_attempts:
                 return
             done = _finished(

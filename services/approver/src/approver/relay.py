@@ -34,8 +34,8 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 from opentelemetry import propagate, trace
-from psycopg_pool import AsyncConnectionPool
 
+from shared.db import Pool
 from shared.settings import KafkaSettings
 
 from .failpoints import Failpoints
@@ -65,7 +65,7 @@ class OutboxRelay:
     def __init__(
         self,
         dsn: str,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         kafka: KafkaSettings,
         settings: RelaySettings,
         failpoints: Failpoints,

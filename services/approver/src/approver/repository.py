@@ -10,9 +10,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from shared.contracts import DraftProduced, ExecutionResult, RiskLevel, Signoff
+from shared.db import Pool
 from shared.principal import StaffLevel
 from shared.settings import KafkaSettings
 
@@ -41,9 +41,7 @@ _COLUMNS = (
 
 
 class PostgresApprovalStore:
-    def __init__(
-        self, pool: AsyncConnectionPool, kafka: KafkaSettings, failpoints: Failpoints
-    ) -> None:
+    def __init__(self, pool: Pool, kafka: KafkaSettings, failpoints: Failpoints) -> None:
         self._pool = pool
         self._kafka = kafka
         self._failpoints = failpoints

@@ -11,9 +11,8 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from psycopg_pool import AsyncConnectionPool
-
 from shared.contracts import Decision, utcnow
+from shared.db import Pool
 from shared.settings import KafkaSettings
 
 from .domain import SERVICE, ApprovalStatus, audit_event, decided_event
@@ -30,7 +29,7 @@ _BATCH = 100
 class Sweeper:
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         kafka: KafkaSettings,
         failpoints: Failpoints,
         *,

@@ -9,6 +9,7 @@ import typer
 from shared.db import open_pool
 from shared.settings import DatabaseSettings
 
+from .chain import ChainReport
 from .repository import PostgresAuditLog
 
 app = typer.Typer(help="Audit log tools.", no_args_is_help=True)
@@ -32,7 +33,7 @@ def verify() -> None:
     raise typer.Exit(1)
 
 
-async def _verify():  # type: ignore[no-untyped-def]
+async def _verify() -> ChainReport:
     pool = await open_pool(DatabaseSettings(), name="auditor-verify")
     try:
         return await PostgresAuditLog(pool).verify()

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from shared.contracts import AuditRecorded
+from shared.db import Pool
 
 from .chain import ChainReport, canonical_record, link, verify_rows
 
@@ -30,7 +30,7 @@ RETURNING seq
 
 
 class PostgresAuditLog:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def append(self, events: Sequence[AuditRecorded]) -> int:

@@ -9,9 +9,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from shared.contracts import AuditRecorded, DraftDecided
+from shared.db import Pool
 from shared.messaging import NIL_REQUEST_ID
 
 from .status import (
@@ -49,7 +49,7 @@ WHERE %(rank)s > {_RANK_OF_EXISTING}
 
 
 class RequestRepository:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def create(

@@ -1,5 +1,5 @@
 """PostgreSQL: connection pool and versioned migrations (Alembic)."""
 
-from .pool import open_pool
+from .pool import Pool, open_pool
 
-__all__ = ["open_pool"]
+__all__ = ["Pool", "open_pool"]

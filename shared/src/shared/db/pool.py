@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from psycopg.rows import dict_row
+from typing import TypeAlias
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from shared.settings import DatabaseSettings
 
-__all__ = ["open_pool"]
+__all__ = ["Pool", "open_pool"]
+
+#: A pool whose connections return rows as dicts: every repository reads columns by name.
+Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 
-async def open_pool(settings: DatabaseSettings, *, name: str) -> AsyncConnectionPool:
+async def open_pool(settings: DatabaseSettings, *, name: str) -> Pool:
     """Open a pool and wait until it holds a working connection.
 
     ``wait()`` makes start-up fail fast and loudly when the database is unreachable, instead
     of the first message failing later.
     """
-    pool: AsyncConnectionPool = AsyncConnectionPool(
+    pool: Pool = AsyncConnectionPool(
         settings.dsn,
+        connection_class=AsyncConnection[DictRow],
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         name=name,
