@@ -59,8 +59,8 @@ fault-test: install ## SIGKILL the approver/executor 50+ times; every approved a
 eval: install ## Evaluate the platform end to end against a throw-away stack
 	$(RUN) python -m evals.run
 
-bench-saga: install ## Saga latency and throughput through the running stack vs in-process floor
-	$(RUN) python -m evals.bench_saga
+bench-saga: install ## Saga latency and throughput through the running stack vs in-process floor (ARGS=--repeat: cached)
+	$(RUN) python -m evals.bench_saga $(ARGS)
 
 bench-retrieval: install ## Retrieval quality and latency on a BEIR dataset (DATA=..., SPLIT=...)
 	$(RUN) python -m evals.bench_retrieval --data $(DATA) --split $(SPLIT)
