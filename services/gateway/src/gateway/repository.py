@@ -112,8 +112,9 @@ class RequestRepository:
                 )
                 if advances:
                     await cur.executemany(_UPSERT_STATUS, list(advances.values()))
-            # A waiter re-reads on every notification, so only ones that may change its
-            # answer are sent: SSE streams want every step, ``?wait=`` only settled states.
+            # Every request of the batch is notified (an SSE stream shows each step); the
+            # ``settled`` mark lets ``?wait=`` callers, who re-read on each wake-up, sleep
+            # through the steps that cannot have settled their request.
             await conn.execute(
                 "SELECT pg_notify(%s, n) FROM unnest(%s::text[]) AS n",
                 (PROGRESS_CHANNEL, sorted({_notice(e.request_id, advances) for e in steps})),
