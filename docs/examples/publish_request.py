@@ -6,7 +6,7 @@ stays on one partition, and put request_id / tenant_id / schema in the headers. 
 arrives on the `approved` topic (keyed by the same request_id), which this script follows.
 
     uv run python docs/examples/publish_request.py --bootstrap 127.0.0.1:9092 \
-        "How long do I have to return a tent?"
+        "How many days do I have to return an item?"
 """
 
 from __future__ import annotations

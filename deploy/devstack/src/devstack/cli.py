@@ -54,7 +54,7 @@ def up(timeout: float = typer.Option(240.0, help="Seconds to wait for health."))
         f"  curl -s -X POST '{stack.url('gateway')}/v1/chat?wait=10' \\\n"
         "       -H 'Authorization: Bearer <customer token>' \\\n"
         "       -H 'Content-Type: application/json' \\\n"
-        '       -d \'{"message": "How long do I have to return a tent?"}\''
+        '       -d \'{"message": "How many days do I have to return an item?"}\''
     )
     print("  make demo    # a few questions end to end;   make down    # stop everything")
 

@@ -19,7 +19,7 @@ QUESTIONS = [
         "casey.customer",
         ["customer"],
         "none",
-        "How long do I have to return a tent, and how is the refund paid?",
+        "How many days do I have to return an item?",
     ),
     (
         "An L2-only question asked by an L1 agent",

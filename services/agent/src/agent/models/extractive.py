@@ -46,9 +46,9 @@ _INTERROGATIVE = re.compile(r"\bhow (long|much|many|far|often|soon|fast|big|old)
 # A sentence about the document ("This page explains ...") matches a question's words and
 # answers nothing: it is quoted only if nothing else is relevant.
 _ABOUT_THE_DOCUMENT = re.compile(
-    r"^(this|the following|these) (page|guide|document|section|policy|article|faq|runbook|"
-    r"procedure|table|list)s? (explains?|describes?|tells?|covers?|sets? out|lists?|shows?|"
-    r"summari[sz]es?|is for|applies)\b",
+    r"(^|[,;:]\s*)(this|the following|these) (page|guide|document|section|policy|article|faq|"
+    r"runbook|procedure|table|list)s? (explains?|describes?|tells?|covers?|sets? out|lists?|"
+    r"shows?|summari[sz]es?)\b",
     re.IGNORECASE,
 )
 
