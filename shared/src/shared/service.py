@@ -22,8 +22,7 @@ from prometheus_client import REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.db import open_pool
-from shared.db.pool import Pool
+from shared.db import Pool, open_pool
 from shared.guardrails import redact as default_log_redact
 from shared.messaging import EventBus, is_transient, make_broker
 from shared.settings import ServiceSettings
