@@ -21,6 +21,7 @@ __all__ = [
     "Environment",
     "HttpSettings",
     "KafkaSettings",
+    "SagaSettings",
     "ServiceSettings",
     "TelemetrySettings",
 ]
@@ -137,6 +138,36 @@ class AuthSettings(BaseSettings):
     )
 
 
+class SagaSettings(BaseSettings):
+    """How long a saga may take before it is given an end (``SAGA_``), read by every service.
+
+    The gateway marks a request ``timed_out`` once its deadline passes; the approver refuses
+    to admit an action whose request is already past the answer deadline (so nothing is
+    executed for a request its caller was told had timed out) and expires pending approvals
+    at ``approval_expiry_s``. One block, so the two sides cannot disagree.
+    """
+
+    model_config = _block("SAGA_")
+
+    answer_deadline_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="From accepted to answered, refused or pending approval.",
+    )
+    approval_expiry_s: float = Field(
+        default=72 * 3600.0, gt=0, description="A pending approval expires after this."
+    )
+    settle_grace_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Backstop after the approval expiry (or an approval's execution) before"
+        " the gateway gives up waiting for the approver's outcome.",
+    )
+    sweep_interval_s: float = Field(
+        default=2.0, gt=0, description="How often deadlines are checked."
+    )
+
+
 class ServiceSettings(BaseSettings):
     """Base of each service's settings: the shared blocks plus the service's own fields."""
 
@@ -154,6 +185,7 @@ class ServiceSettings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    saga: SagaSettings = Field(default_factory=SagaSettings)
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Self:
