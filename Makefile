@@ -5,6 +5,9 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
 DATA ?= ../shared/data/scifact
 SPLIT ?= train
+# Gateway replicas for `make up` (gateway-1 on 8001, gateway-N on 8010+N); empty: 1, or as many
+# as the stack being recovered has.
+GATEWAYS ?=
 
 .PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test asyncapi clean
 
@@ -17,13 +20,13 @@ $(UV):
 install: $(UV) ## Install every package and dev tool from the lock file
 	$(UV) sync --all-packages --frozen
 
-up: install ## Run the platform locally (broker, PostgreSQL, five services) and print URLs and a token
-	$(RUN) devstack up
+up: install ## Run the platform locally under supervisord (GATEWAYS=N replicas); recovers a half-up stack
+	$(RUN) devstack up $(if $(GATEWAYS),--gateways $(GATEWAYS))
 
 down: ## Stop exactly what `make up` started
 	$(RUN) devstack down
 
-status: ## Health of each running service
+status: ## State, pid, uptime, restarts, memory and health of each program (fails if one is down)
 	$(RUN) devstack status
 
 demo: ## Send the demo questions through the running stack

@@ -213,7 +213,7 @@ async def test_a_prompt_injection_is_refused_before_anything_is_retrieved(
 async def test_refund_stays_pending_across_an_approver_restart(
     stack: LocalStack, gateway: httpx.AsyncClient, tokens: TokenService
 ) -> None:
-    headers = _auth(tokens, "casey", ["customer"], "none")
+    headers = _auth(tokens, "casey.customer", ["customer"], "none")
     body = await _ask(
         gateway, headers, "Please refund my order HP-10023 of 80 EUR, the stove arrived broken."
     )
@@ -232,9 +232,12 @@ async def test_refund_stays_pending_across_an_approver_restart(
     assert before and before[0][0] == "pending" and before[0][1] == "issue_refund"
     assert before[0][2]["order_id"] == "HP-10023"
 
-    stack.kill_process("approver")
-    stack.start_process("approver")
+    # A crash, not a stop: supervisord restarts the approver by itself.
+    old_pid = stack.pid("approver")
+    stack.kill("approver")
+    stack.wait_running("approver", new_pid_than=old_pid, timeout=60)
     stack.wait_healthy(("approver",), timeout=60)
+    assert stack.restarts("approver") >= 1
 
     assert await pending() == before, "still exactly one pending approval, unchanged"
     status = await gateway.get(f"/v1/requests/{request_id}", headers=headers)

@@ -15,7 +15,48 @@ def test_procfile_runs_every_service_as_a_module() -> None:
     entries = procfile()
     for service in SERVICES:
         assert entries[service] == f"python -m {service}"
-    assert "otlp-sink" in entries
+    assert entries["otlp-sink"] == "python -m devstack.otlp_sink"
+    assert entries["broker"] == "python -m devstack.broker_runner"
+
+
+def test_gateway_replicas_are_programs_of_their_own_on_their_own_ports(tmp_path: Path) -> None:
+    stack = LocalStack(StackConfig(state_dir=tmp_path, gateways=3))
+    assert stack.program_names() == [
+        "broker",
+        "otlp-sink",
+        "gateway-1",
+        "gateway-2",
+        "gateway-3",
+        "retriever",
+        "agent",
+        "approver",
+        "auditor",
+    ]
+    assert stack.url("gateway") == stack.url("gateway-1") == "http://127.0.0.1:8001"
+    assert stack.gateway_urls()[1:] == ["http://127.0.0.1:8012", "http://127.0.0.1:8013"]
+
+    test_stack = LocalStack(StackConfig.ephemeral(tmp_path / "e", gateways=2))
+    ports = [int(url.rsplit(":", 1)[1]) for url in test_stack.gateway_urls()]
+    assert len(set(ports)) == 2 and not {8001, 8012} & set(ports)
+    assert LocalStack(StackConfig.ephemeral(tmp_path / "f")).gateway_urls()[0] != stack.url(
+        "gateway"
+    )
+
+
+def test_a_recorded_stack_keeps_its_layout(tmp_path: Path) -> None:
+    """A second ``LocalStack`` on the same folder (``make status``, ``up`` after a crash, a
+    test's helper) sees the ports and replicas the running stack was started with."""
+    first = LocalStack(StackConfig.ephemeral(tmp_path, gateways=2))
+    first._start_fresh()
+    again = LocalStack(StackConfig.ephemeral(tmp_path))
+    assert again.recorded_layout is not None
+    assert again.gateway_urls() == first.gateway_urls()
+    assert again.bootstrap == first.bootstrap
+    assert again.sink_url == first.sink_url
+    assert again.supervisor.server_url == first.supervisor.server_url
+    assert again.supervisor.password == first.supervisor.password
+    again.down()
+    assert LocalStack(StackConfig.ephemeral(tmp_path)).recorded_layout is None
 
 
 def test_environment_carries_ports_broker_tunings_and_telemetry(tmp_path: Path) -> None:

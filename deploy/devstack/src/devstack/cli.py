@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import sys
 
+import httpx
 import typer
 
 from shared.auth import TokenService
 from shared.settings import AuthSettings
 
-from .stack import SERVICES, LocalStack, StackConfig
+from .stack import LocalStack, StackConfig
+from .supervision import SupervisorError
 
-app = typer.Typer(help="The local stack (broker, database, five services).", no_args_is_help=True)
+app = typer.Typer(
+    help="The local stack (broker, database, five services) under supervisord.",
+    no_args_is_help=True,
+)
 
 
 @app.callback()
@@ -21,15 +26,44 @@ def _main() -> None:
 
 
 @app.command()
-def up(timeout: float = typer.Option(240.0, help="Seconds to wait for health.")) -> None:
-    """Start broker, database, topics, index and the five services; print how to use them."""
+def up(
+    timeout: float = typer.Option(240.0, help="Seconds to wait for health."),
+    gateways: int | None = typer.Option(
+        None,
+        min=1,
+        help="Gateway replicas (gateway-1 on 8001, gateway-N on 8010+N). Default: 1, or as"
+        " many as the stack being recovered has.",
+    ),
+) -> None:
+    """Start broker, database, topics, index and the five services; print how to use them.
+
+    On a stack that is already (partly) up, start only what is missing.
+    """
     stack = LocalStack(StackConfig())
-    print("Starting the local stack ...")
+    if gateways is not None:
+        if stack.recorded_layout is not None and stack.config.gateways != gateways:
+            typer.echo(
+                f"a stack with {stack.config.gateways} gateway replica(s) is up;"
+                " run `make down` first to change GATEWAYS",
+                err=True,
+            )
+            raise typer.Exit(1)
+        stack.config.gateways = gateways
+    recovering = stack.recorded_layout is not None
+    print("Checking the local stack ..." if recovering else "Starting the local stack ...")
     try:
-        stack.up(timeout=timeout)
+        actions = stack.up(timeout=timeout)
     except Exception as exc:
         typer.echo(f"\nstack failed to start: {exc}", err=True)
+        if recovering:
+            typer.echo("`make status` shows what runs; `make down` stops it all.", err=True)
         raise typer.Exit(1) from None
+    if recovering:
+        print("\nRecovered: " + ("; ".join(actions) if actions else "nothing was missing"))
+    _summary(stack)
+
+
+def _summary(stack: LocalStack) -> None:
     tokens = TokenService(AuthSettings())
     customer = tokens.mint(
         user_id="casey.customer",
@@ -42,10 +76,11 @@ def up(timeout: float = typer.Option(240.0, help="Seconds to wait for health."))
         user_id="lee.l1", tenant_id="harborpine", roles=["support"], level="L1", ttl_s=8 * 3600
     )
     print("\nAll services are healthy:")
-    for service in SERVICES:
-        print(f"  {service:<10} {stack.url(service)}   ({stack.url(service)}/healthz, /metrics)")
+    for name in stack.service_programs():
+        print(f"  {name:<10} {stack.url(name)}   ({stack.url(name)}/healthz, /metrics)")
     print(f"  traces     {stack.sink_url}/traces/<trace_id>")
     print(f"  API docs   {stack.url('gateway')}/docs")
+    print(f"  logs       {stack.config.state_dir / 'logs'}/<program>.log (rotated)")
     print("\nTokens (development key, 8 h):")
     print(f"  customer  {customer}")
     print(f"  L1 agent  {agent}")
@@ -56,7 +91,10 @@ def up(timeout: float = typer.Option(240.0, help="Seconds to wait for health."))
         "       -H 'Content-Type: application/json' \\\n"
         '       -d \'{"message": "How many days do I have to return an item?"}\''
     )
-    print("  make demo    # a few questions end to end;   make down    # stop everything")
+    print(
+        "  make demo    # a few questions end to end;   make status   # programs, restarts,"
+        " memory, health\n  make down    # stop everything"
+    )
 
 
 @app.command()
@@ -68,18 +106,79 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Health of each service."""
-    import httpx
+    """Each program's state, pid, uptime, restarts, memory and health; non-zero if one is down.
 
-    stack = LocalStack(StackConfig())
-    ok = True
-    for service in SERVICES:
-        try:
-            body = httpx.get(f"{stack.url(service)}/healthz", timeout=2).json()
-        except Exception as exc:
-            body, ok = {"status": f"down ({type(exc).__name__})"}, False
-        print(f"{service:<10} {json.dumps(body)}")
+    Restarts are the unexpected exits supervisord logged since the stack was started (it
+    restarted each one).
+    """
+    lines, ok = status_report(LocalStack(StackConfig()))
+    print("\n".join(lines))
     sys.exit(0 if ok else 1)
+
+
+def status_report(stack: LocalStack) -> tuple[list[str], bool]:
+    """The lines `make status` prints, and whether everything is RUNNING and healthy."""
+    if stack.recorded_layout is None:
+        return [
+            f"no stack is up (nothing recorded in {stack.state_file}); `make up` starts one"
+        ], False
+    try:
+        programs = stack.programs()
+    except SupervisorError as exc:
+        return [f"supervisord is not running ({exc}); `make up` recovers the stack"], False
+    health_urls = {name: f"{stack.url(name)}/healthz" for name in stack.service_programs()}
+    health_urls["otlp-sink"] = f"{stack.sink_url}/healthz"
+    ok = True
+    lines = [
+        f"{'program':<11} {'state':<9} {'pid':>7} {'uptime':>9} {'restarts':>8} {'rss':>8}  health"
+    ]
+    with httpx.Client(timeout=2.0) as client:
+        for name in stack.program_names():
+            info = programs.get(name)
+            if info is None:
+                lines.append(f"{name:<11} {'MISSING':<9}  (not in {stack.supervisor.conf_path})")
+                ok = False
+                continue
+            health = "-"
+            if name in health_urls:
+                health, healthy = _health(client, health_urls[name])
+                ok = ok and healthy
+            ok = ok and info.state == "RUNNING"
+            rss = stack.rss_bytes(name) if info.pid else 0
+            lines.append(
+                f"{name:<11} {info.state:<9} {info.pid or '-':>7} {_duration(info.uptime_s):>9}"
+                f" {info.restarts:>8} {_megabytes(rss):>8}  {health}"
+            )
+    lines += [
+        "",
+        "restarts: unexpected exits supervisord logged since the stack started (each one was"
+        f" restarted); logs in {stack.supervisor.logs_dir}",
+    ]
+    return lines, ok
+
+
+def _health(client: httpx.Client, url: str) -> tuple[str, bool]:
+    try:
+        response = client.get(url)
+    except httpx.HTTPError as exc:
+        return f"down ({type(exc).__name__})", False
+    try:
+        body = json.dumps(response.json(), separators=(",", ":"))
+    except ValueError:
+        body = response.text[:80]
+    return f"{response.status_code} {body}", response.status_code == 200
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.0f} MB" if size else "-"
 
 
 @app.command()

@@ -15,11 +15,19 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 from psycopg import conninfo, sql
 
-__all__ = ["PostgresHandle", "create_database", "drop_database", "ensure_server", "server_answers"]
+__all__ = [
+    "PostgresHandle",
+    "create_database",
+    "drop_database",
+    "ensure_server",
+    "restart_cluster",
+    "server_answers",
+]
 
 
 def server_answers(url: str) -> bool:
@@ -40,8 +48,16 @@ class PostgresHandle:
         return self.cluster_dir is not None
 
     def stop(self) -> None:
+        """Stop the cluster and remove its files."""
         if self.cluster_dir is None:
             return
+        self.halt("fast")
+        shutil.rmtree(self.cluster_dir, ignore_errors=True)
+
+    def halt(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
+        """Stop the cluster and keep its files (``immediate``: as a crash would, no checkpoint)."""
+        if self.cluster_dir is None:
+            raise RuntimeError("not a cluster of ours: the server at DATABASE_URL is left alone")
         data = self.cluster_dir / "data"
         if data.exists():
             subprocess.run(
@@ -52,13 +68,12 @@ class PostgresHandle:
                     str(data),
                     "stop",
                     "-m",
-                    "fast",
+                    mode,
                     "-w",
                 ],
                 check=False,
                 capture_output=True,
             )
-        shutil.rmtree(self.cluster_dir, ignore_errors=True)
 
 
 def ensure_server(url: str, cluster_dir: Path, port: int) -> PostgresHandle:
@@ -100,11 +115,37 @@ def start_cluster(cluster_dir: Path, port: int, *, dbname: str = "postgres") -> 
         check=True,
         capture_output=True,
     )
+    _pg_ctl_start(cluster_dir, port)
+    return PostgresHandle(f"postgresql://postgres@127.0.0.1:{port}/{dbname}", cluster_dir)
+
+
+def restart_cluster(url: str, cluster_dir: Path) -> PostgresHandle | None:
+    """Start a throw-away cluster of ours again if it is down (``make up`` after a crash).
+
+    Returns None when it answers already, else the handle of the started cluster. Its files
+    are kept while the stack is up, so the data is still there; a cluster whose files are gone
+    is created afresh on the same port, possibly in another folder (see :func:`start_cluster`);
+    ``up`` reruns the migrations and the demo data anyway.
+    """
+    if server_answers(url):
+        return None
+    info = conninfo.conninfo_to_dict(url)
+    port = int(info.get("port") or 5432)
+    if (cluster_dir / "data" / "PG_VERSION").exists():
+        _pg_ctl_start(cluster_dir, port)
+        return PostgresHandle(url, cluster_dir)
+    shutil.rmtree(cluster_dir, ignore_errors=True)
+    return start_cluster(cluster_dir, port, dbname=str(info.get("dbname") or "postgres"))
+
+
+def _pg_ctl_start(cluster_dir: Path, port: int) -> None:
+    data = cluster_dir / "data"
+    sockets = cluster_dir / "sock"
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
         [
             *_as_postgres(),
-            str(bindir / "pg_ctl"),
+            str(_bindir() / "pg_ctl"),
             "-D",
             str(data),
             "-o",
@@ -119,7 +160,6 @@ def start_cluster(cluster_dir: Path, port: int, *, dbname: str = "postgres") -> 
         check=True,
         capture_output=True,
     )
-    return PostgresHandle(f"postgresql://postgres@127.0.0.1:{port}/{dbname}", cluster_dir)
 
 
 def create_database(url: str) -> None:

@@ -1,8 +1,13 @@
 """The whole platform on one machine: broker, database, topics, index, five services.
 
-``make up`` runs :meth:`LocalStack.up` with the services under honcho (one supervisor, the
-Procfile in deploy/); tests run the same stack with each Procfile entry as its own process,
-so one service can be killed and restarted while the others keep running. ``down`` stops
+``make up`` runs :meth:`LocalStack.up`: every line of deploy/Procfile becomes a supervisord
+program (the gateway line once per replica), supervisord restarts whichever one dies, with
+back-off, and leaves the others alone (why supervisord: :mod:`devstack.supervision`). Tests run
+exactly the same stack from :meth:`StackConfig.ephemeral` (random ports, a state folder of
+their own) and kill programs through :meth:`LocalStack.kill` to watch them come back.
+
+``up`` is idempotent: on a half-started or crashed stack it starts only what is missing
+(supervisord, the throw-away PostgreSQL cluster, stopped or FATAL programs). ``down`` stops
 exactly what ``up`` started, recorded in ``<state>/state.json``.
 """
 
@@ -11,25 +16,37 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
+from psycopg import conninfo
 
 from shared.db.migrate import upgrade
 
 from . import postgres
-from .broker import create_topics_sync, start_tansu
+from .broker import create_topics_sync, topics_exist
 from .ports import free_port, port_open
 from .seed import seed_demo_data
+from .supervision import Program, ProgramInfo, Supervisor, log_timestamp
 
-__all__ = ["REPO", "SERVICES", "LocalStack", "StackConfig"]
+__all__ = [
+    "GATEWAY_REPLICA_PORT_BASE",
+    "REPO",
+    "SERVICES",
+    "LocalStack",
+    "ProgramInfo",
+    "StackConfig",
+    "procfile",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +60,15 @@ DEFAULT_PORTS = {
     "approver": 8004,
     "auditor": 8005,
 }
+#: gateway-N for N >= 2 listens on 8010 + N (gateway-2 on 8012, gateway-3 on 8013, ...): the
+#: last digit is the replica's number. gateway-1 keeps the gateway's port, 8001.
+GATEWAY_REPLICA_PORT_BASE = 8010
+
+# Start order (lower first; supervisord stops in the reverse order, so consumers stop, and
+# commit, before the broker goes away).
+_BROKER_PRIORITY = 10
+_SINK_PRIORITY = 20
+_SERVICE_PRIORITY = 100
 
 
 @dataclass
@@ -53,44 +79,96 @@ class StackConfig:
     #: defaults (idempotent producer, ...) apply instead of deploy/local.env's Tansu tunings.
     external_kafka: str | None = None
     otlp_port: int = 4318
+    #: One port per service; the gateway's is the first replica's.
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    #: Gateway replicas, each its own supervised program (gateway-1, gateway-2, ...).
+    gateways: int = 1
+    #: Ports of gateway-2 .. gateway-N; empty: GATEWAY_REPLICA_PORT_BASE + N.
+    replica_ports: list[int] = field(default_factory=list)
+    #: supervisord's control channel: None for a unix socket in the state folder, or a port
+    #: for XML-RPC on loopback (with a password; test folders are too deep for socket paths).
+    control_port: int | None = None
     database_url: str = "postgresql://postgres@127.0.0.1:5432/support"
     fallback_pg_port: int = 55432
+    #: Always run a throw-away PostgreSQL cluster of the stack's own (on fallback_pg_port),
+    #: even when a server answers at database_url: one that tests may crash and restart
+    #: (:meth:`LocalStack.restart_database`).
+    private_postgres: bool = False
     topic_prefix: str = ""
     knowledge_base: Path = DEPLOY / "knowledge-base"
-    supervisor: str = "honcho"  # or "processes" (tests: restartable one by one)
+    #: Drop the database on ``down`` (test stacks). The default stack keeps its data.
+    drop_database: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def ephemeral(cls, state_dir: Path, **kwargs: object) -> StackConfig:
+    def ephemeral(cls, state_dir: Path, *, gateways: int = 1, **kwargs: Any) -> StackConfig:
         """Random free ports and a unique database name: for tests next to a running stack."""
         return cls(
             state_dir=state_dir,
             kafka_port=free_port(),
             otlp_port=free_port(),
             ports={s: free_port() for s in SERVICES},
+            gateways=gateways,
+            replica_ports=[free_port() for _ in range(gateways - 1)],
+            control_port=free_port(),
             database_url=f"postgresql://postgres@127.0.0.1:5432/support_e2e_{os.getpid()}",
             fallback_pg_port=free_port(),
-            supervisor="processes",
-            **kwargs,  # type: ignore[arg-type]
+            drop_database=True,
+            **kwargs,
         )
+
+    def gateway_ports(self) -> list[int]:
+        if self.gateways < 1:
+            raise ValueError("at least one gateway replica")
+        extra = self.replica_ports or [
+            GATEWAY_REPLICA_PORT_BASE + n for n in range(2, self.gateways + 1)
+        ]
+        if len(extra) < self.gateways - 1:
+            raise ValueError(f"{self.gateways} gateway replicas but ports for {len(extra) + 1}")
+        return [self.ports["gateway"], *extra[: self.gateways - 1]]
+
+
+#: The parts of a config that a running stack fixes: a later ``LocalStack`` on the same state
+#: folder adopts them (an ephemeral config made again has other random ports).
+_LAYOUT = (
+    "kafka_port",
+    "external_kafka",
+    "otlp_port",
+    "ports",
+    "gateways",
+    "replica_ports",
+    "control_port",
+    "topic_prefix",
+    "drop_database",
+    "private_postgres",
+    "fallback_pg_port",
+)
 
 
 @dataclass
 class StackState:
-    tansu_pid: int | None = None
-    supervisor_pid: int | None = None
-    service_pids: dict[str, int] = field(default_factory=dict)
+    #: When the stack was started fresh, in supervisord's log format: restarts count from it.
+    started_at: str = ""
+    layout: dict[str, Any] = field(default_factory=dict)
+    supervisord_pid: int | None = None
+    control_password: str | None = None
     pg_cluster_dir: str | None = None
     database_url: str = ""
     database_created: bool = False
+    #: The knowledge base was ingested completely (an interrupted ``up`` ingests again).
+    index_ready: bool = False
 
 
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
-        self.state = StackState()
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._legacy_pids: list[int] = []
+        loaded = self._load()
+        self.state = loaded or StackState()
+        #: The layout of a stack already recorded in the state folder (None: nothing is up).
+        self.recorded_layout: dict[str, Any] | None = dict(loaded.layout) if loaded else None
+        for name, value in (self.recorded_layout or {}).items():
+            setattr(self.config, name, value)
 
     # ------------------------------------------------------------------ environment
     @property
@@ -122,50 +200,170 @@ class LocalStack:
     def bootstrap(self) -> str:
         return self.config.external_kafka or f"127.0.0.1:{self.config.kafka_port}"
 
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.config.ports[service]}"
+    def gateway_programs(self) -> list[str]:
+        return [f"gateway-{n}" for n in range(1, self.config.gateways + 1)]
+
+    def program_names(self) -> list[str]:
+        """Every supervised program, in start order."""
+        return [*self.infrastructure_programs(), *self.service_programs()]
+
+    def infrastructure_programs(self) -> list[str]:
+        """What the services need running first: the broker (unless external), the span sink."""
+        return ["otlp-sink"] if self.config.external_kafka else ["broker", "otlp-sink"]
+
+    def service_programs(self) -> list[str]:
+        return [*self.gateway_programs(), *(s for s in SERVICES if s != "gateway")]
+
+    def _http_ports(self) -> dict[str, int]:
+        replicas = zip(self.gateway_programs(), self.config.gateway_ports(), strict=True)
+        return {
+            **dict(replicas),
+            **{s: p for s, p in self.config.ports.items() if s != "gateway"},
+            "otlp-sink": self.config.otlp_port,
+        }
+
+    def url(self, name: str) -> str:
+        """A service's or program's base URL; ``gateway`` is the first replica."""
+        return f"http://127.0.0.1:{self._http_ports()[self._program(name)]}"
+
+    def gateway_urls(self) -> list[str]:
+        return [self.url(name) for name in self.gateway_programs()]
 
     @property
     def sink_url(self) -> str:
         return f"http://127.0.0.1:{self.config.otlp_port}"
 
+    @property
+    def supervisor(self) -> Supervisor:
+        return Supervisor(
+            self.config.state_dir,
+            self._programs(),
+            environment=self.env(),
+            control_port=self.config.control_port,
+            password=self.state.control_password,
+            since=self.state.started_at or None,
+        )
+
+    def _programs(self) -> list[Program]:
+        entries = procfile()
+
+        def command(name: str) -> str:
+            argv = shlex.split(entries[name])
+            if argv[0] == "python":  # the interpreter of this environment, as `uv run` gives it
+                argv[0] = sys.executable
+            return shlex.join(argv)
+
+        programs = []
+        if not self.config.external_kafka:
+            programs.append(
+                Program("broker", command("broker"), directory=REPO, priority=_BROKER_PRIORITY)
+            )
+        programs.append(
+            Program("otlp-sink", command("otlp-sink"), directory=REPO, priority=_SINK_PRIORITY)
+        )
+        for name, port in zip(self.gateway_programs(), self.config.gateway_ports(), strict=True):
+            programs.append(
+                Program(
+                    name,
+                    command("gateway"),
+                    environment={"GATEWAY_HTTP__PORT": str(port)},
+                    directory=REPO,
+                    priority=_SERVICE_PRIORITY,
+                )
+            )
+        programs.extend(
+            Program(service, command(service), directory=REPO, priority=_SERVICE_PRIORITY)
+            for service in SERVICES
+            if service != "gateway"
+        )
+        return programs
+
     # ------------------------------------------------------------------ lifecycle
-    def up(self, *, timeout: float = 180.0) -> None:
+    def up(self, *, timeout: float = 180.0) -> list[str]:
+        """Start the stack, or bring back what is missing of one; return what had to be done.
+
+        A fresh start that fails is rolled back (``down``). A recovery that fails leaves the
+        stack as it is, for a look at its logs and another ``up``.
+        """
         c = self.config
         c.state_dir.mkdir(parents=True, exist_ok=True)
-        if self.state_file.exists():
+        if self._legacy_pids:
             raise RuntimeError(
-                f"a stack is already up (state in {self.state_file}); run `make down`"
+                f"a stack started by an older devstack (honcho) is recorded in {self.state_file};"
+                " run `make down` first"
             )
+        fresh = self.recorded_layout is None
+        actions: list[str] = []
         try:
-            self._start_broker()
-            self._prepare_database()
+            if fresh:
+                self._start_fresh()
+            else:
+                print(f"  recovering the stack recorded in {self.state_file}")
+            actions += self._prepare_database()
             self._save()
-            _step(
-                "topics",
-                lambda: create_topics_sync(self.bootstrap, prefix=c.topic_prefix),
-            )
+            supervisor = self.supervisor
+            actions += supervisor.ensure()
+            self.state.supervisord_pid = supervisor.pid()
+            self._save()
+            _write_env_file(c.state_dir / "stack.env", self.env())
+            # The broker and its topics first: consumers joining a group need their topics.
+            actions += _started(supervisor.start_programs(self.infrastructure_programs()))
+            _step("broker", self._wait_broker)
             _step("migrations", lambda: upgrade(self.state.database_url))
             _step("demo data", lambda: seed_demo_data(self.state.database_url))
-            _step("knowledge base", self._ingest)
-            self._start_services()
-            self._save()
+            if self.state.index_ready and (c.state_dir / "index").exists():
+                # Ingested by this stack already, and the retriever may be running with the
+                # index open (one process at a time may open it).
+                print(f"  {'knowledge base':<10} kept (index in {c.state_dir / 'index'})")
+            else:
+                _step("knowledge base", self._ingest)
+                self.state.index_ready = True
+                self._save()
+            actions += _started(supervisor.start_programs(self.service_programs()))
             self.wait_healthy(timeout=timeout)
         except BaseException:
-            self.down()
+            if fresh:
+                self.down()
             raise
+        return actions
+
+    def _start_fresh(self) -> None:
+        c = self.config
+        # Leftovers of a stack whose state file was removed (say, `make clean` while it ran):
+        # this state folder's supervisord and anything it started.
+        self.supervisor.shutdown(timeout=30)
+        taken = [
+            f"{port} ({name})" for name, port in self._ports_to_bind().items() if port_open(port)
+        ]
+        if taken:
+            raise RuntimeError(
+                f"port(s) taken: {', '.join(taken)}; stop what listens there or choose others"
+            )
+        self.state = StackState(
+            started_at=log_timestamp(),
+            layout={name: getattr(c, name) for name in _LAYOUT},
+            # Only for XML-RPC on loopback; a unix socket is protected by its file mode.
+            control_password=secrets.token_urlsafe(18) if c.control_port is not None else None,
+        )
+        self.recorded_layout = dict(self.state.layout)
+        self._save()
+
+    def _ports_to_bind(self) -> dict[str, int]:
+        ports = self._http_ports()
+        if not self.config.external_kafka:
+            ports["broker"] = self.config.kafka_port
+        if self.config.control_port is not None:
+            ports["supervisord"] = self.config.control_port
+        if self.config.private_postgres:
+            ports["postgres"] = self.config.fallback_pg_port
+        return ports
 
     def down(self) -> None:
         state = self._load() or self.state
-        if state.supervisor_pid:
-            _kill_group(state.supervisor_pid)
-        for pid in state.service_pids.values():
+        for pid in self._legacy_pids:
             _kill_group(pid)
-        for process in self._processes.values():
-            _wait(process)
-        if state.tansu_pid:
-            _kill_group(state.tansu_pid)
-        if state.database_created and self.config.supervisor == "processes":
+        self.supervisor.shutdown()
+        if state.database_created and self.config.drop_database:
             try:
                 postgres.drop_database(state.database_url)
             except Exception:
@@ -174,27 +372,71 @@ class LocalStack:
             postgres.PostgresHandle(state.database_url, Path(state.pg_cluster_dir)).stop()
         self.state_file.unlink(missing_ok=True)
         self.state = StackState()
+        self.recorded_layout = None
+        self._legacy_pids = []
 
-    def _start_broker(self) -> None:
-        if self.config.external_kafka:
-            print(f"  broker     Kafka at {self.config.external_kafka}")
-            return
-        port = self.config.kafka_port
-        if port_open(port):
-            raise RuntimeError(f"port {port} is taken: stop what listens there or set another")
-        process = start_tansu(port, self.config.state_dir / "tansu.log")
-        self.state.tansu_pid = process.pid
-        print(f"  broker     Tansu (memory storage) on 127.0.0.1:{port}")
-
-    def _prepare_database(self) -> None:
+    def _prepare_database(self) -> list[str]:
         c = self.config
-        handle = postgres.ensure_server(c.database_url, c.state_dir / "pg", c.fallback_pg_port)
-        self.state.pg_cluster_dir = str(handle.cluster_dir) if handle.cluster_dir else None
-        self.state.database_url = handle.url
+        state = self.state
+        if state.database_url and state.pg_cluster_dir:
+            handle = postgres.restart_cluster(state.database_url, Path(state.pg_cluster_dir))
+            if handle is None:
+                return []
+            state.pg_cluster_dir = str(handle.cluster_dir)
+            postgres.create_database(state.database_url)
+            return ["started the throw-away PostgreSQL cluster again"]
+        if state.database_url:
+            if not postgres.server_answers(state.database_url):
+                raise RuntimeError(
+                    f"PostgreSQL at {_redact_url(state.database_url)} does not answer;"
+                    " start it (this stack did not start it) and run `make up` again"
+                )
+            postgres.create_database(state.database_url)
+            return []
+        if c.private_postgres:
+            dbname = str(conninfo.conninfo_to_dict(c.database_url).get("dbname") or "support")
+            handle = postgres.start_cluster(c.state_dir / "pg", c.fallback_pg_port, dbname=dbname)
+        else:
+            handle = postgres.ensure_server(c.database_url, c.state_dir / "pg", c.fallback_pg_port)
+        state.pg_cluster_dir = str(handle.cluster_dir) if handle.cluster_dir else None
+        state.database_url = handle.url
         postgres.create_database(handle.url)
-        self.state.database_created = True
+        state.database_created = True
         where = "throw-away cluster" if handle.started_by_us else "server at DATABASE_URL"
         print(f"  database   PostgreSQL ({where}): {_redact_url(handle.url)}")
+        return []
+
+    def restart_database(self, *, mode: Literal["fast", "immediate"] = "immediate") -> None:
+        """Stop the stack's own PostgreSQL cluster (``immediate``: a crash) and start it again.
+
+        Only a throw-away cluster the stack started (``private_postgres``, or no server at
+        DATABASE_URL) can be restarted; a shared server is never touched.
+        """
+        if not self.state.pg_cluster_dir:
+            raise RuntimeError(
+                "this stack uses the server at DATABASE_URL, not a cluster of its own"
+            )
+        handle = postgres.PostgresHandle(self.state.database_url, Path(self.state.pg_cluster_dir))
+        handle.halt(mode)
+        self._prepare_database()
+        self._save()
+
+    def _wait_broker(self, timeout: float = 60.0) -> None:
+        c = self.config
+        if c.external_kafka:
+            partitions = int(self.env().get("KAFKA_PARTITIONS", "6"))
+            create_topics_sync(self.bootstrap, prefix=c.topic_prefix, partitions=partitions)
+            return
+        supervisor = self.supervisor
+        deadline = time.monotonic() + timeout
+        while not (port_open(c.kafka_port) and topics_exist(self.bootstrap, c.topic_prefix)):
+            if supervisor.states().get("broker") == "FATAL":
+                raise RuntimeError(f"the broker is FATAL; see {supervisor.program_log('broker')}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"broker not ready after {timeout:.0f}s; see {supervisor.program_log('broker')}"
+                )
+            time.sleep(0.1)
 
     def _ingest(self) -> None:
         env = {**os.environ, **self.env()}
@@ -208,63 +450,22 @@ class LocalStack:
         ]
         subprocess.run(cmd, env=env, check=True)
 
-    def _start_services(self) -> None:
-        env = {**os.environ, **self.env()}
-        _write_env_file(self.config.state_dir / "stack.env", self.env())
-        logs = self.config.state_dir / "logs"
-        logs.mkdir(exist_ok=True)
-        if self.config.supervisor == "honcho":
-            out = (logs / "honcho.log").open("ab")
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "honcho",
-                    "-f",
-                    str(DEPLOY / "Procfile"),
-                    "-d",
-                    str(REPO),
-                    "start",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            self.state.supervisor_pid = process.pid
-            self._processes["honcho"] = process
-            return
-        for name in procfile():
-            self.start_process(name)
+    def wait_healthy(self, names: Sequence[str] | None = None, timeout: float = 180.0) -> None:
+        """Wait until each program's ``/healthz`` answers 200 (default: every HTTP program).
 
-    def start_process(self, name: str) -> subprocess.Popen[bytes]:
-        """Start one Procfile entry as its own process (test supervisor)."""
-        env = {**os.environ, **self.env()}
-        out = (self.config.state_dir / "logs" / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            shlex.split(procfile()[name].replace("python ", f"{sys.executable} ", 1)),
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._processes[name] = process
-        self.state.service_pids[name] = process.pid
-        self._save()
-        return process
-
-    def kill_process(self, name: str, sig: int = signal.SIGKILL) -> None:
-        process = self._processes.pop(name)
-        os.killpg(process.pid, sig)
-        process.wait(timeout=30)
-        self.state.service_pids.pop(name, None)
-        self._save()
-
-    def wait_healthy(self, services: tuple[str, ...] = SERVICES, timeout: float = 180.0) -> None:
+        ``broker`` may be named too: it is ready when it has every platform topic (a RUNNING
+        broker runner may still be starting Tansu). Fails at once when a program is FATAL
+        (supervisord gave up on it); one in BACKOFF is still being retried, so it is waited for.
+        """
+        wanted = [self._program(n) for n in names] if names else list(self._http_ports())
+        if "otlp-sink" not in wanted:
+            wanted.append("otlp-sink")
+        if "broker" in wanted:
+            wanted.remove("broker")
+            self._wait_broker(timeout=timeout)
+        pending = {name: f"{self.url(name)}/healthz" for name in wanted}
+        supervisor = self.supervisor
         deadline = time.monotonic() + timeout
-        pending = {s: f"{self.url(s)}/healthz" for s in services}
-        pending["otlp-sink"] = f"{self.sink_url}/healthz"
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 for name, url in list(pending.items()):
@@ -273,22 +474,61 @@ class LocalStack:
                             del pending[name]
                     except httpx.HTTPError:
                         pass
-                self._check_alive()
                 if not pending:
                     return
+                fatal = [n for n, s in supervisor.states().items() if s == "FATAL" and n in pending]
+                if fatal:
+                    raise RuntimeError(
+                        f"{', '.join(fatal)} failed to start (FATAL);"
+                        f" see {supervisor.logs_dir}/<program>.log"
+                    )
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"not healthy after {timeout:.0f}s: {sorted(pending)};"
-                        f" see {self.config.state_dir}/logs"
+                        f" see {supervisor.logs_dir}"
                     )
                 time.sleep(0.25)
 
-    def _check_alive(self) -> None:
-        for name, process in self._processes.items():
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with {process.returncode}; see {self.config.state_dir}/logs"
-                )
+    # ------------------------------------------------------------------ programs (tests, status)
+    def programs(self) -> dict[str, ProgramInfo]:
+        """State, pid, uptime and restarts of every supervised program."""
+        return self.supervisor.programs_info()
+
+    def pid(self, name: str) -> int:
+        pid = self.supervisor.info(self._program(name)).pid
+        if pid is None:
+            raise LookupError(f"{name} is not running")
+        return pid
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Signal the program's process group (SIGKILL: a crash); return the pid it had."""
+        return self.supervisor.kill(self._program(name), sig)
+
+    def wait_running(
+        self, name: str, *, new_pid_than: int | None = None, timeout: float = 60.0
+    ) -> int:
+        """Wait until supervisord has the program RUNNING again (with a new pid); its pid."""
+        return self.supervisor.wait_running(
+            self._program(name), new_pid_than=new_pid_than, timeout=timeout
+        )
+
+    def restarts(self, name: str) -> int:
+        """Unexpected exits of the program since the stack was started (each one restarted)."""
+        return self.supervisor.restarts().get(self._program(name), 0)
+
+    def rss_bytes(self, name: str) -> int:
+        """Resident memory of the program and its children (the broker: runner + Tansu)."""
+        return self.supervisor.rss_bytes(self._program(name))
+
+    def start(self, name: str) -> None:
+        self.supervisor.start_programs([self._program(name)])
+
+    def stop(self, name: str) -> None:
+        """Stop a program on purpose (not a crash: it stays stopped, no restart counted)."""
+        self.supervisor.stop_program(self._program(name))
+
+    def _program(self, name: str) -> str:
+        return "gateway-1" if name == "gateway" else name
 
     # ------------------------------------------------------------------ state
     def _save(self) -> None:
@@ -297,7 +537,25 @@ class LocalStack:
     def _load(self) -> StackState | None:
         if not self.state_file.exists():
             return None
-        return StackState(**json.loads(self.state_file.read_text()))
+        data = json.loads(self.state_file.read_text())
+        if "layout" not in data:
+            # Written by the honcho-era devstack: only its pids are of any use (to `down`).
+            self._legacy_pids = [
+                pid
+                for pid in (
+                    data.get("supervisor_pid"),
+                    data.get("tansu_pid"),
+                    *(data.get("service_pids") or {}).values(),
+                )
+                if pid
+            ]
+            return StackState(
+                pg_cluster_dir=data.get("pg_cluster_dir"),
+                database_url=data.get("database_url", ""),
+                database_created=bool(data.get("database_created")),
+            )
+        known = {f.name for f in fields(StackState)}
+        return StackState(**{k: v for k, v in data.items() if k in known})
 
 
 def procfile() -> dict[str, str]:
@@ -309,9 +567,13 @@ def procfile() -> dict[str, str]:
     return entries
 
 
-def _step(name: str, action: object) -> None:
+def _started(names: list[str]) -> list[str]:
+    return [f"started {name}" for name in names]
+
+
+def _step(name: str, action: Callable[[], object]) -> None:
     started = time.monotonic()
-    action()  # type: ignore[operator]
+    action()
     print(f"  {name:<10} done in {time.monotonic() - started:.1f}s")
 
 
@@ -330,13 +592,6 @@ def _kill_group(pid: int) -> None:
             time.sleep(0.1)
 
 
-def _wait(process: subprocess.Popen[bytes]) -> None:
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def _read_env_file(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
@@ -352,8 +607,6 @@ def _write_env_file(path: Path, env: Mapping[str, str]) -> None:
 
 
 def _redact_url(url: str) -> str:
-    from psycopg import conninfo
-
     info = conninfo.conninfo_to_dict(url)
     where = f"{info.get('host')}:{info.get('port', 5432)}/{info.get('dbname')}"
     return f"{where} (user {info.get('user')})"
