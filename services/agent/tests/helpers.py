@@ -6,6 +6,8 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,16 @@ from shared.contracts import (
 )
 from shared.principal import Classification, Principal, StaffLevel
 from shared.tools import ToolContext, ToolError, ToolRegistry, ToolResult, ToolSpec
-from shared.tools.postgres import default_registry
+from shared.tools.guards import (
+    AccountFacts,
+    GuardError,
+    OrderFacts,
+    account_problem,
+    as_tool_error,
+    order_access_problem,
+    refund_problem,
+)
+from shared.tools.postgres import IssueRefundArgs, default_registry
 
 KB = Path(__file__).resolve().parents[3] / "deploy" / "knowledge-base"
 
@@ -87,7 +98,10 @@ class _OrderArgs(BaseModel):
     order_id: str = Field(pattern=r"^[A-Z]{2,4}-?\d{3,12}$")
 
 
-ORDERS = {"HP-10023": {"customer_id": "casey", "status": "delivered", "total": "89.90"}}
+ORDERS = {
+    "HP-10023": {"customer_id": "casey", "status": "delivered", "total": "89.90"},
+    "HP-10031": {"customer_id": "sam", "status": "processing", "total": "2450.00"},
+}
 
 
 async def _fake_order_status(ctx: ToolContext, args: _OrderArgs) -> ToolResult:
@@ -99,9 +113,48 @@ async def _fake_order_status(ctx: ToolContext, args: _OrderArgs) -> ToolResult:
     )
 
 
+def _fake_order(order_id: str) -> OrderFacts | None:
+    order = ORDERS.get(order_id.upper())
+    if order is None:
+        return None
+    return OrderFacts(
+        order_id=order_id.upper(),
+        customer_id=order["customer_id"],
+        status=order["status"],
+        total=Decimal(order["total"]),
+        currency="EUR",
+    )
+
+
+async def _fake_check(ctx: ToolContext, args: Any) -> object:
+    """The write tools' pre-flight over ORDERS, with the production rules (shared.tools.guards)."""
+    try:
+        if isinstance(args, IssueRefundArgs):
+            refund_problem(
+                ctx.principal,
+                _fake_order(args.order_id),
+                order_id=args.order_id,
+                amount=args.amount,
+                currency=args.currency,
+            )
+        elif getattr(args, "order_id", None):
+            order_access_problem(ctx.principal, _fake_order(args.order_id), args.order_id)
+        elif getattr(args, "user_id", None):
+            account = AccountFacts(args.user_id, "active")
+            account_problem(ctx.principal, account, args.user_id)
+    except GuardError as exc:
+        raise as_tool_error(exc) from None
+    return None
+
+
 def fake_registry() -> ToolRegistry:
-    """The default registry's specs, with an in-memory order_status: no database needed."""
-    specs: list[ToolSpec[Any]] = [s for s in default_registry().specs() if s.name != "order_status"]
+    """The default registry's specs, with an in-memory order_status and in-memory pre-flight
+    checks of the write tools: no database needed."""
+    specs: list[ToolSpec[Any]] = [
+        replace(s, check=_fake_check) if s.check is not None else s
+        for s in default_registry().specs()
+        if s.name != "order_status"
+    ]
     specs.append(
         ToolSpec(
             "order_status", "Status of an order.", _OrderArgs, RiskLevel.READ, _fake_order_status

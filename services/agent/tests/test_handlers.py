@@ -131,3 +131,24 @@ async def test_routes_guardrails_and_tools_are_counted_on_metrics(harness: Harne
     assert counted("agent_guardrail_verdicts_total", stage="tool", outcome="passed")
     assert counted("agent_tool_calls_total", tool="order_status", status="ok", origin="agent")
     assert counted("gen_ai_client_operation_duration_seconds_count", gen_ai_operation_name="chat")
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        # Someone else's order reads as absent: no draft, and nothing about the other customer.
+        ("Please refund 50 EUR on my order HP-10031, it arrived broken.", "HP-10031 not found"),
+        # Above the order's total (89.90): refused before anyone is asked to approve it.
+        ("Please refund my order HP-10023 of 120 EUR, the stove arrived broken.", "exceeds"),
+    ],
+)
+async def test_a_refund_the_requester_may_not_have_is_never_drafted(
+    harness: Harness, message: str, says: str
+) -> None:
+    event = retrieved(message, kb_chunks("hp-returns-policy"))
+    draft = await harness.ask(event)
+    assert draft.kind is not DraftKind.ACTION and draft.action is None
+    assert "I could not complete that: " in draft.answer and says in draft.answer
+    assert "sam" not in draft.answer
+    proposed = [a for a in harness.audit(event.request_id) if a["action"] == "tool.proposed"]
+    assert [a["outcome"] for a in proposed] == ["denied"]

@@ -96,3 +96,22 @@ def bearer(tokens: TokenService) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+def seed_tenant_orders(dsn: str, tenant: str) -> None:
+    """The demo orders and accounts of harborpine, copied into ``tenant`` (a test's own)."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO tools.accounts (tenant_id, user_id, display_name, status, tier)"
+            " SELECT %s, user_id, display_name, status, tier FROM tools.accounts"
+            " WHERE tenant_id = 'harborpine' ON CONFLICT DO NOTHING",
+            (tenant,),
+        )
+        conn.execute(
+            "INSERT INTO tools.orders (tenant_id, order_id, customer_id, status, total, currency,"
+            " items) SELECT %s, order_id, customer_id, status, total, currency, items"
+            " FROM tools.orders WHERE tenant_id = 'harborpine' ON CONFLICT DO NOTHING",
+            (tenant,),
+        )

@@ -9,6 +9,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -18,11 +19,11 @@ from approver.app import build_service
 from approver.settings import ApproverSettings
 from devstack.ports import free_port
 from devstack.seed import seed_demo_data
-from shared.contracts import Topic
+from shared.contracts import DraftProduced, Topic
 from shared.messaging import EventBus
 from shared.settings import DatabaseSettings, HttpSettings, KafkaSettings
 
-from .conftest import DraftFactory
+from .conftest import DraftFactory, seed_tenant_orders
 
 pytestmark = pytest.mark.integration
 
@@ -76,20 +77,46 @@ async def approver_url(
         await task
 
 
+def _playwright() -> Any:
+    try:
+        import playwright.async_api
+    except ImportError:
+        pytest.fail("playwright is not installed: `uv sync --all-packages`", pytrace=False)
+    return playwright.async_api
+
+
+async def _publish(kafka_settings: KafkaSettings, *drafts: DraftProduced) -> None:
+    publisher = KafkaBroker(kafka_settings.bootstrap_servers, enable_idempotence=False)
+    async with publisher:
+        bus = EventBus(publisher, kafka_settings, service="test")
+        for draft in drafts:
+            await bus.publish(Topic.DRAFT, draft)
+
+
+async def _rows_arrive(page: Any, count: int) -> Any:
+    rows = page.locator("#approvals tbody tr")
+    for _ in range(100):  # the drafts arrive through the topic
+        if await rows.count() == count:
+            break
+        await page.click("#refresh")
+        await asyncio.sleep(0.1)
+    return rows
+
+
 async def test_an_l2_approves_and_rejects_in_the_inbox(
     approver_url: str,
     kafka_settings: KafkaSettings,
+    database_settings: DatabaseSettings,
     make_draft: DraftFactory,
     tokens: object,
     tmp_path: Path,
 ) -> None:
     executable = _browser_or_fail()
-    try:
-        from playwright.async_api import async_playwright, expect
-    except ImportError:
-        pytest.fail("playwright is not installed: `uv sync --all-packages`", pytrace=False)
+    pw_api = _playwright()
+    async_playwright, expect = pw_api.async_playwright, pw_api.expect
 
     tenant = f"t{uuid.uuid4().hex[:8]}"
+    seed_tenant_orders(database_settings.dsn, tenant)
     refund = make_draft(
         tenant=tenant,
         arguments={"order_id": "HP-10024", "amount": "300.00", "reason": "torn tent"},
@@ -98,11 +125,7 @@ async def test_an_l2_approves_and_rejects_in_the_inbox(
     ticket = make_draft(
         "create_ticket", {"subject": "broken stove", "description": "it broke"}, tenant=tenant
     )
-    publisher = KafkaBroker(kafka_settings.bootstrap_servers, enable_idempotence=False)
-    async with publisher:
-        bus = EventBus(publisher, kafka_settings, service="test")
-        for draft in (refund, ticket):
-            await bus.publish(Topic.DRAFT, draft)
+    await _publish(kafka_settings, refund, ticket)
     token = tokens.mint(user_id="kim", tenant_id=tenant, roles=["support"], level="L2")  # type: ignore[attr-defined]
 
     async with async_playwright() as pw:
@@ -121,12 +144,7 @@ async def test_an_l2_approves_and_rejects_in_the_inbox(
             await page.fill("#token", token)
             await page.click("#login button[type=submit]")
 
-            rows = page.locator("#approvals tbody tr")
-            for _ in range(100):  # the drafts arrive through the topic
-                if await rows.count() == 2:
-                    break
-                await page.click("#refresh")
-                await asyncio.sleep(0.1)
+            rows = await _rows_arrive(page, 2)
             await expect(rows).to_have_count(2)
 
             refund_row = page.locator(f"tr[data-draft-id='{refund.event_id}']")
@@ -135,6 +153,11 @@ async def test_an_l2_approves_and_rejects_in_the_inbox(
             assert await refund_row.locator("img").count() == 0
             assert await page.evaluate("window.__pwned === undefined")
             await expect(refund_row.locator(".policy")).to_contain_text("refund-up-to-500-eur")
+            # What the approver decides on: the order, its owner and its money.
+            obj = refund_row.locator(".object")
+            await expect(obj).to_contain_text("order HP-10024")
+            await expect(obj).to_contain_text("owner casey.customer (the requester)")
+            await expect(obj).to_contain_text("total 649.00 EUR, refunded 0.00, left 649.00")
 
             await refund_row.locator("button.approve").click()
             await expect(page.locator("#message")).to_contain_text("Approved")
@@ -155,5 +178,73 @@ async def test_an_l2_approves_and_rejects_in_the_inbox(
             )
             await page.screenshot(path=str(tmp_path / "inbox.png"))
             assert errors == []
+        finally:
+            await context.close()
+
+
+async def test_the_inbox_shows_what_was_refunded_and_what_a_second_refund_would_do(
+    approver_url: str,
+    kafka_settings: KafkaSettings,
+    database_settings: DatabaseSettings,
+    make_draft: DraftFactory,
+    tokens: object,
+    tmp_path: Path,
+) -> None:
+    """80 + 45 EUR asked on an 89.90 EUR order: both are shown with the other, and once the
+    first is paid the second says it would fail, and does, without paying anything."""
+    executable = _browser_or_fail()
+    pw_api = _playwright()
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    seed_tenant_orders(database_settings.dsn, tenant)
+
+    def refund(amount: str) -> DraftProduced:
+        args = {"order_id": "HP-10023", "amount": amount, "currency": "EUR", "reason": "broken"}
+        return make_draft(tenant=tenant, arguments=args, summary=f"refund {amount}")
+
+    first, second = refund("80.00"), refund("45.00")
+    await _publish(kafka_settings, first, second)
+    token = tokens.mint(user_id="kim", tenant_id=tenant, roles=["support"], level="L2")  # type: ignore[attr-defined]
+
+    async with pw_api.async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+        )
+        try:
+            page = await context.new_page()
+            await page.goto(f"{approver_url}/inbox")
+            await page.fill("#token", token)
+            await page.click("#login button[type=submit]")
+            rows = await _rows_arrive(page, 2)
+            await pw_api.expect(rows).to_have_count(2)
+            first_row = page.locator(f"tr[data-draft-id='{first.event_id}'] .object")
+            second_row = page.locator(f"tr[data-draft-id='{second.event_id}'] .object")
+            await pw_api.expect(first_row).to_contain_text("other open requests 45.00 (1)")
+            await pw_api.expect(second_row).to_contain_text("other open requests 80.00 (1)")
+            await pw_api.expect(second_row.locator(".problem")).to_have_count(0)
+
+            await page.locator(f"tr[data-draft-id='{first.event_id}'] button.approve").click()
+            await pw_api.expect(page.locator("#message")).to_contain_text("Approved")
+
+            async def paid() -> bool:
+                await page.click("#refresh")
+                return "refunded 80.00" in (await second_row.text_content() or "")
+
+            for _ in range(100):  # the executor runs the approved refund in the background
+                if await paid():
+                    break
+                await asyncio.sleep(0.1)
+            await pw_api.expect(second_row).to_contain_text("refunded 80.00, left 9.90")
+            await pw_api.expect(second_row.locator(".problem")).to_contain_text(
+                "would fail now: refund of 45.00 EUR exceeds what is left"
+            )
+            # Approved anyway, it fails at execution with the reason, and pays nothing.
+            await page.locator(f"tr[data-draft-id='{second.event_id}'] button.approve").click()
+            await pw_api.expect(page.locator("#message")).to_contain_text("Approved")
+            await page.select_option("#status", "failed")
+            failed = await _rows_arrive(page, 1)
+            await pw_api.expect(failed).to_have_count(1)
         finally:
             await context.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,11 +22,11 @@ from approver.repository import enqueue_all
 from approver.settings import ApproverSettings, RelaySettings
 from devstack.pytest_plugin import TopicProbe
 from devstack.seed import seed_demo_data
-from shared.contracts import AuditRecorded, DraftProduced, Topic
+from shared.contracts import AuditRecorded, DraftProduced, RiskLevel, Topic, utcnow
 from shared.db import open_pool
 from shared.messaging import EventBus
 from shared.service import Service
-from shared.settings import DatabaseSettings, KafkaSettings
+from shared.settings import DatabaseSettings, KafkaSettings, SagaSettings
 from shared.testing import eventually
 
 from .conftest import DraftFactory
@@ -48,7 +49,7 @@ async def approver(
     settings = ApproverSettings(
         kafka=kafka_settings,
         database=database_settings,
-        pending_ttl_hours=0.0005,  # 1.8 s: the expiry test waits for it
+        saga=SagaSettings(approval_expiry_s=1.8),  # the expiry test waits for it
         sweep_interval_s=0.2,
     )
     service = build_service(settings)
@@ -242,3 +243,73 @@ async def test_the_relay_marks_what_a_crashed_relay_published_instead_of_resendi
             await asyncio.gather(task, return_exceptions=True)
         await producer.stop()
         await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "reason"),
+    [
+        # casey.customer on sam.customer's order: reads as absent, nothing about sam.
+        (
+            "issue_refund",
+            {"order_id": "HP-10031", "amount": "50.00", "currency": "EUR", "reason": "broken"},
+            "forbidden: order HP-10031 not found",
+        ),
+        (
+            "issue_refund",
+            {"order_id": "HP-10023", "amount": "120.00", "currency": "EUR", "reason": "broken"},
+            "invariant_violated: refund of 120.00 EUR exceeds what is left",
+        ),
+        (
+            "issue_refund",
+            {"order_id": "HP-10023", "amount": "20.00", "currency": "GBP", "reason": "broken"},
+            "invariant_violated: order HP-10023 was paid in EUR",
+        ),
+        (
+            "reset_password",
+            {"user_id": "sam.customer"},
+            "forbidden: a customer can only act on their own account",
+        ),
+        (
+            "create_ticket",
+            {"subject": "late", "description": "where is it", "order_id": "HP-10031"},
+            "forbidden: order HP-10031 not found",
+        ),
+    ],
+)
+async def test_intake_rejects_an_action_its_requester_may_not_have(
+    approver: Running,
+    probe: TopicProbe,
+    make_draft: DraftFactory,
+    tool: str,
+    arguments: dict[str, Any],
+    reason: str,
+) -> None:
+    risk = RiskLevel.CRITICAL if tool == "reset_password" else RiskLevel.WRITE
+    draft = make_draft(tool, arguments, risk=risk)
+    await approver.bus.publish(Topic.DRAFT, draft)
+    [decided] = await probe.wait_for(
+        lambda m: (
+            m["topic"].endswith("approved") and m["body"]["request_id"] == str(draft.request_id)
+        )
+    )
+    assert decided["body"]["decision"] == "rejected"
+    assert decided["body"]["policy"] == "invalid-action-rejected"
+    assert reason in decided["body"]["reason"], decided["body"]["reason"]
+    assert "sam" not in decided["body"]["reason"]
+
+
+async def test_an_action_arriving_after_the_saga_deadline_is_refused(
+    approver: Running, probe: TopicProbe, make_draft: DraftFactory
+) -> None:
+    """Its caller has been told the request timed out: nothing may be done for it now."""
+    draft = make_draft()
+    late = draft.request.model_copy(update={"occurred_at": utcnow() - timedelta(hours=1)})
+    draft = draft.model_copy(update={"request": late})
+    await approver.bus.publish(Topic.DRAFT, draft)
+    [decided] = await probe.wait_for(
+        lambda m: (
+            m["topic"].endswith("approved") and m["body"]["request_id"] == str(draft.request_id)
+        )
+    )
+    assert decided["body"]["decision"] == "rejected"
+    assert "saga_deadline_passed" in decided["body"]["reason"]

@@ -13,8 +13,12 @@ Every request for a tool goes through the same checks, in order, each with a sta
 
 What passes is either run (read tools, with the caller's identity, in a read-only
 transaction) or turned into a :class:`ProposedAction` for approval (write and critical tools:
-they never run here). Each request is audited (``guardrail.tool``, then ``tool.executed`` or
-``tool.proposed``) and counted.
+they never run here). A write is first pre-flighted against its object, read-only: a
+customer's refund on someone else's order, above what is left on the order or in another
+currency is refused here (``forbidden``, ``invariant_violated``), before anyone is asked to
+approve it. The executor checks the same rules again, with the object locked, when it runs.
+Each request is audited (``guardrail.tool``, then ``tool.executed`` or ``tool.proposed``) and
+counted.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ Status = Literal[
     "invalid_arguments",
     "rate_limited",
     "not_requested",
+    "invariant_violated",
     "failed",
 ]
 Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]]
@@ -209,6 +214,9 @@ class ToolGateway:
     ) -> ToolOutcome:
         args = self.registry.validate(request.name, request.arguments)
         if not spec.runs_in_agent:
+            refused = await self._preflight(request, spec, audit)
+            if refused is not None:
+                return refused
             arguments: dict[str, JsonValue] = args.model_dump(mode="json", exclude_none=True)
             action = ProposedAction(
                 tool=spec.name,
@@ -245,6 +253,26 @@ class ToolGateway:
             },
         )
         return ToolOutcome("ok", result.data)
+
+    async def _preflight(
+        self, request: ToolRequest, spec: ToolSpec[Any], audit: AuditSink
+    ) -> ToolOutcome | None:
+        """Refuse a write whose object the caller may not act on, or whose state forbids it."""
+        try:
+            async with self._connect() as conn:
+                await conn.execute("SET TRANSACTION READ ONLY")
+                ctx = ToolContext(request.principal, conn, request_id=request.request_id)
+                await self.registry.check(request.name, request.arguments, ctx)
+        except (ToolError, TimeoutError) as exc:
+            code = exc.code if isinstance(exc, ToolError) else "timeout"
+            status = code if code in ("forbidden", "invariant_violated") else "failed"
+            audit.record(
+                "tool.proposed",
+                outcome=AuditOutcome.DENIED,
+                details={"tool": spec.name, "origin": request.origin, "code": code},
+            )
+            return ToolOutcome(status, {"code": code, "message": str(exc) or code})  # type: ignore[arg-type]
+        return None
 
 
 def _refused(code: str, message: str, **extra: Any) -> ToolOutcome:

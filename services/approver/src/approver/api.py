@@ -25,6 +25,7 @@ from shared.messaging import NIL_REQUEST_ID, EventBus
 from shared.principal import Principal, StaffLevel
 
 from .domain import Approval, ApprovalStatus, DecisionError, Verdict, check_signer, sign
+from .objects import ActionContext, ActionInspector, Subject
 from .policy import ApprovalPolicy
 from .store import ApprovalQuery, ApprovalStore
 
@@ -72,10 +73,20 @@ class ApprovalView(BaseModel):
     execution: ExecutionResult | None
     can_decide: bool = Field(description="Whether the caller may approve or reject it now.")
     blocked_by: str | None = Field(description="Why not, as a stable code, when they may not.")
+    context: ActionContext | None = Field(
+        default=None,
+        description="The object the action touches (owner, total, refunded, other requests)"
+        " and what the executor's check would say now.",
+    )
 
     @classmethod
     def of(
-        cls, approval: Approval, caller: Principal, policy: ApprovalPolicy, now: datetime
+        cls,
+        approval: Approval,
+        caller: Principal,
+        policy: ApprovalPolicy,
+        now: datetime,
+        context: ActionContext | None = None,
     ) -> "ApprovalView":
         refusal = check_signer(approval, caller, policy=policy, now=now)
         return cls(
@@ -100,6 +111,7 @@ class ApprovalView(BaseModel):
             execution=approval.execution,
             can_decide=refusal is None,
             blocked_by=refusal.code if refusal else None,
+            context=context,
         )
 
 
@@ -119,9 +131,24 @@ def build_router(
     authenticate: Callable[..., Awaitable[Principal]],
     bus: EventBus,
     clock: Callable[[], datetime],
+    inspector: Callable[[], ActionInspector | None] = lambda: None,
 ) -> APIRouter:
     """``authenticate`` is ``shared.auth.http.principal_dependency(tokens)``."""
     router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+
+    async def views(approvals: list[Approval], caller: Principal) -> list[ApprovalView]:
+        """Each approval with the facts of its object, read in one go."""
+        now = clock()
+        found = inspector()
+        contexts: list[ActionContext | None] = (
+            list(await found.inspect([Subject.of(a) for a in approvals]))
+            if found is not None
+            else [None] * len(approvals)
+        )
+        return [
+            ApprovalView.of(a, caller, policy, now, c)
+            for a, c in zip(approvals, contexts, strict=True)
+        ]
 
     async def staff(
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
@@ -218,7 +245,8 @@ def build_router(
                 exc.code,
             )
             raise HTTPException(exc.status, {"error": exc.code, "message": exc.message}) from None
-        return ApprovalView.of(transition.approval, principal, policy, now)
+        (view,) = await views([transition.approval], principal)
+        return view
 
     @router.get("", summary="Approvals of my tenant (pending by default)")
     async def list_approvals(
@@ -239,14 +267,10 @@ def build_router(
             limit=limit,
             offset=offset,
         )
-        now = clock()
-        views = [
-            ApprovalView.of(a, principal, policy, now)
-            for a in await store().list(principal.tenant_id, query)
-        ]
+        items = await views(await store().list(principal.tenant_id, query), principal)
         if actionable:
-            views = [v for v in views if v.can_decide]
-        return ApprovalList(items=views, limit=limit, offset=offset)
+            items = [v for v in items if v.can_decide]
+        return ApprovalList(items=items, limit=limit, offset=offset)
 
     @router.get("/{draft_id}", summary="One approval with its sign-offs")
     async def get_approval(
@@ -255,7 +279,8 @@ def build_router(
         approval = await store().get(principal.tenant_id, draft_id)
         if approval is None:
             raise HTTPException(404, {"message": "no such approval"})
-        return ApprovalView.of(approval, principal, policy, clock())
+        (view,) = await views([approval], principal)
+        return view
 
     @router.post(
         "/{draft_id}/approve",

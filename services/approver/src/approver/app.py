@@ -20,6 +20,7 @@ from .background import Background
 from .failpoints import Failpoints
 from .handlers import IntakePorts, handle_draft
 from .inbox import inbox_router
+from .objects import ActionInspector, PostgresActionInspector
 from .policy import ApprovalPolicy
 from .repository import PostgresApprovalStore
 from .settings import ApproverSettings
@@ -32,21 +33,27 @@ def build_service(
     settings: ApproverSettings,
     *,
     store: ApprovalStore | None = None,
+    inspector: ActionInspector | None = None,
     registry: ToolRegistry | None = None,
     clock: Callable[[], datetime] = utcnow,
     **overrides: Any,
 ) -> Service:
-    """The approver; ``store`` replaces PostgreSQL (and the loops that need it) in unit tests."""
+    """The approver; ``store`` replaces PostgreSQL (and the loops that need it) in unit tests,
+    with ``inspector`` standing in for the object checks that read the tools' records."""
     service = Service("approver", settings, **overrides)
     failpoints = Failpoints(settings.failpoints)
     policy = ApprovalPolicy(settings.policy)
     tools = registry or default_registry()
     current_store: Callable[[], ApprovalStore]
+    current_inspector: Callable[[], ActionInspector | None]
     if store is None:
         db = service.use_database()
 
         def current_store() -> ApprovalStore:
             return PostgresApprovalStore(db.pool, settings.kafka, failpoints)
+
+        def current_inspector() -> ActionInspector | None:
+            return PostgresActionInspector(db.pool, tools)
 
         background: list[Background] = []
 
@@ -67,10 +74,23 @@ def build_service(
         def current_store() -> ApprovalStore:
             return fixed
 
-    ttl = timedelta(hours=settings.pending_ttl_hours)
+        def current_inspector() -> ActionInspector | None:
+            return inspector
+
+    ttl = timedelta(seconds=settings.saga.approval_expiry_s)
+    deadline = timedelta(seconds=settings.saga.answer_deadline_s)
 
     async def on_draft(draft: DraftProduced) -> None:
-        await handle_draft(draft, IntakePorts(current_store(), policy, tools, ttl, clock))
+        ports = IntakePorts(
+            current_store(),
+            policy,
+            tools,
+            ttl,
+            clock,
+            inspector=current_inspector(),
+            answer_deadline=deadline,
+        )
+        await handle_draft(draft, ports)
         failpoints.hit("intake.after_commit")
 
     service.bus.subscribe(Topic.DRAFT, on_draft, group_id=settings.group_id)
@@ -81,6 +101,7 @@ def build_service(
             authenticate=principal_dependency(TokenService(settings.auth)),
             bus=service.bus,
             clock=clock,
+            inspector=current_inspector,
         )
     )
     service.include_router(inbox_router())

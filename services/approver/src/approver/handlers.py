@@ -1,8 +1,11 @@
 """Intake: every draft from the ``draft`` topic, once.
 
 Answers and refusals change nothing and are released by policy. A proposed action becomes a
-pending approval with the requirement the policy sets, unless the action itself is invalid
-(unknown tool, arguments that fail its schema, a read tool), which is rejected at once.
+pending approval with the requirement the policy sets, unless it is invalid, which is rejected
+at once: an unknown tool, arguments that fail its schema, a read tool; an object the requester
+may not act on or whose state forbids the effect (someone else's order, a refund above what is
+left or in another currency: :mod:`approver.objects`); or a request already past the saga's
+answer deadline, whose caller has been told it timed out, so nothing may happen for it now.
 Either way the decision's events are enqueued in the transaction that records the draft, so a
 redelivered draft finds it recorded and changes nothing.
 """
@@ -29,6 +32,7 @@ from shared.telemetry import current_trace_id
 from shared.tools import ToolError, ToolRegistry
 
 from .domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
+from .objects import ActionInspector, Subject
 from .policy import ApprovalPolicy, PolicyDecision
 from .store import Admission, ApprovalStore
 
@@ -45,6 +49,11 @@ class IntakePorts:
     registry: ToolRegistry
     pending_ttl: timedelta
     clock: Callable[[], datetime] = utcnow
+    #: Checks the requester's relation to the object. None in unit tests over the in-memory
+    #: store; the executor's locked check is the authoritative one either way.
+    inspector: ActionInspector | None = None
+    #: A request older than this (SagaSettings.answer_deadline_s) is refused, not admitted.
+    answer_deadline: timedelta | None = None
 
 
 async def handle_draft(draft: DraftProduced, ports: IntakePorts) -> None:
@@ -53,6 +62,8 @@ async def handle_draft(draft: DraftProduced, ports: IntakePorts) -> None:
         return
     action = draft.action
     problem, risk = _check_action(draft, ports.registry)
+    if problem is None:
+        problem = await _check_object(draft, ports) or _check_deadline(draft, ports)
     order = action.arguments.get("order_id")
     order_key = str(order) if ports.policy.is_banded(action.tool) and order else None
 
@@ -83,6 +94,31 @@ def _check_action(draft: DraftProduced, registry: ToolRegistry) -> tuple[str | N
     if spec.risk is RiskLevel.READ:
         return f"{spec.name} is a read tool: it runs in the agent, not as a draft", spec.risk
     return None, spec.risk
+
+
+async def _check_object(draft: DraftProduced, ports: IntakePorts) -> str | None:
+    """Whether the requester may act on the action's object, and its state allows it."""
+    if ports.inspector is None or draft.action is None:
+        return None
+    subject = Subject(
+        principal=draft.request.principal,
+        tool=draft.action.tool,
+        arguments=dict(draft.action.arguments),
+    )
+    (context,) = await ports.inspector.inspect([subject])
+    return f"{context.problem_code}: {context.problem}" if context.problem else None
+
+
+def _check_deadline(draft: DraftProduced, ports: IntakePorts) -> str | None:
+    if ports.answer_deadline is None:
+        return None
+    age = ports.clock() - draft.request.occurred_at
+    if age <= ports.answer_deadline:
+        return None
+    return (
+        f"saga_deadline_passed: the request is {age.total_seconds():.0f}s old, past its"
+        f" {ports.answer_deadline.total_seconds():.0f}s deadline; it has been timed out"
+    )
 
 
 def _approval(

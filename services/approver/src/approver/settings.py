@@ -173,9 +173,6 @@ class ApproverSettings(ServiceSettings):
 
     http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8004))
     group_id: str = "approver"
-    pending_ttl_hours: float = Field(
-        default=72.0, gt=0, description="Pending drafts expire after this."
-    )
     sweep_interval_s: float = Field(
         default=30.0, gt=0, description="How often stale drafts are expired."
     )

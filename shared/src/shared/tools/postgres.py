@@ -1,8 +1,11 @@
 """Default tool implementations over the platform's own system of record (schema ``tools``).
 
 Reads are scoped to the caller's tenant, and customers see only their own orders, tickets
-and account. Writes insert under a unique idempotency key: executing the same approved action
-twice finds the first effect instead of making a second one.
+and account. Every write tool has a pre-flight ``check_*`` (who may act on the object, and
+whether its state allows the effect; see :mod:`shared.tools.guards`), run when the action is
+drafted and shown to approvers; the write itself locks the object's row and checks again in
+the executor's transaction before it inserts the effect under a unique idempotency key, so
+executing the same approved action twice finds the first effect instead of making a second.
 """
 
 from __future__ import annotations
@@ -17,9 +20,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.contracts import RiskLevel
 from shared.principal import StaffLevel
 
-from .registry import RetryPolicy, ToolContext, ToolError, ToolRegistry, ToolResult, ToolSpec
+from .guards import (
+    AccountFacts,
+    GuardError,
+    OrderFacts,
+    account_problem,
+    as_tool_error,
+    is_staff,
+    order_access_problem,
+    refund_problem,
+)
+from .registry import (
+    RetryPolicy,
+    ToolContext,
+    ToolError,
+    ToolRegistry,
+    ToolResult,
+    ToolSpec,
+)
 
-__all__ = ["default_registry"]
+__all__ = ["account_facts", "default_registry", "order_facts"]
 
 _ORDER_ID = r"^[A-Z]{2,4}-?\d{3,12}$"
 _READ_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.05, max_backoff_s=0.5)
@@ -65,10 +85,6 @@ class EscalateArgs(_Args):
     order_id: str | None = Field(default=None, pattern=_ORDER_ID)
 
 
-def _is_staff(ctx: ToolContext) -> bool:
-    return ctx.principal.level.at_least(StaffLevel.L1)
-
-
 async def _one(ctx: ToolContext, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
     cur = await ctx.conn.execute(query, params)
     row = await cur.fetchone()
@@ -85,7 +101,7 @@ async def order_status(ctx: ToolContext, args: OrderStatusArgs) -> ToolResult:
         " WHERE tenant_id = %s AND order_id = %s",
         (ctx.principal.tenant_id, args.order_id.upper()),
     )
-    if row is None or (not _is_staff(ctx) and row["customer_id"] != ctx.principal.user_id):
+    if row is None or (not is_staff(ctx.principal) and row["customer_id"] != ctx.principal.user_id):
         raise ToolError(f"order {args.order_id} not found")  # same answer: no id oracle
     return ToolResult(
         {
@@ -106,7 +122,7 @@ async def ticket_status(ctx: ToolContext, args: TicketStatusArgs) -> ToolResult:
         " FROM tools.tickets WHERE tenant_id = %s AND effect_id = %s",
         (ctx.principal.tenant_id, args.ticket_id),
     )
-    if row is None or (not _is_staff(ctx) and row["customer_id"] != ctx.principal.user_id):
+    if row is None or (not is_staff(ctx.principal) and row["customer_id"] != ctx.principal.user_id):
         raise ToolError(f"ticket {args.ticket_id} not found")
     return ToolResult(
         {
@@ -136,6 +152,58 @@ async def account_lookup(ctx: ToolContext, args: AccountLookupArgs) -> ToolResul
             "created_at": row["created_at"].isoformat(),
         }
     )
+
+
+# ----------------------------------------------------------------------------- objects
+_ORDER = (
+    "SELECT order_id, customer_id, status, total, currency FROM tools.orders"
+    " WHERE tenant_id = %s AND order_id = %s"
+)
+_ORDER_LOCKED = _ORDER + " FOR UPDATE"
+_ACCOUNT = "SELECT user_id, status FROM tools.accounts WHERE tenant_id = %s AND user_id = %s"
+_ACCOUNT_LOCKED = _ACCOUNT + " FOR SHARE"
+
+
+async def order_facts(ctx: ToolContext, order_id: str, *, lock: bool = False) -> OrderFacts | None:
+    """The order in the caller's tenant with what was already refunded on it, or None.
+
+    ``lock`` takes the order's row lock (``FOR UPDATE``) for the rest of the transaction: the
+    refunds summed here cannot change until it ends, which is what keeps concurrent refunds
+    on one order within its total.
+    """
+    row = await _one(
+        ctx,
+        _ORDER_LOCKED if lock else _ORDER,
+        (ctx.principal.tenant_id, order_id.upper()),
+    )
+    if row is None:
+        return None
+    refunded = await _one(
+        ctx,
+        "SELECT coalesce(sum(amount), 0)::numeric(12, 2) AS refunded FROM tools.refunds"
+        " WHERE tenant_id = %s AND order_id = %s AND status = 'issued'",
+        (ctx.principal.tenant_id, row["order_id"]),
+    )
+    assert refunded is not None
+    return OrderFacts(
+        order_id=row["order_id"],
+        customer_id=row["customer_id"],
+        status=row["status"],
+        total=row["total"],
+        currency=row["currency"],
+        refunded=refunded["refunded"],
+    )
+
+
+async def account_facts(
+    ctx: ToolContext, user_id: str, *, lock: bool = False
+) -> AccountFacts | None:
+    row = await _one(
+        ctx,
+        _ACCOUNT_LOCKED if lock else _ACCOUNT,
+        (ctx.principal.tenant_id, user_id),
+    )
+    return None if row is None else AccountFacts(user_id=row["user_id"], status=row["status"])
 
 
 # ----------------------------------------------------------------------------- write tools
@@ -172,6 +240,22 @@ async def _insert_once(
     )
 
 
+async def _done_before(ctx: ToolContext, table: str) -> ToolResult | None:
+    """The effect an earlier run under this idempotency key made, if any.
+
+    Looked up before the checks: a re-run must find its own effect, not be refused because
+    that effect now counts against the invariant (a refund against what is left to refund).
+    """
+    row = await _one(
+        ctx,
+        f"SELECT effect_id FROM tools.{table} WHERE idempotency_key = %s",  # noqa: S608
+        (ctx.idempotency_key,),
+    )
+    if row is None:
+        return None
+    return ToolResult({"effect_id": row["effect_id"]}, effect_id=row["effect_id"], created=False)
+
+
 def _jsonable(columns: dict[str, Any]) -> dict[str, Any]:
     return {
         k: (str(v) if isinstance(v, Decimal) else v.obj if isinstance(v, Jsonb) else v)
@@ -179,7 +263,26 @@ def _jsonable(columns: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _check_order_access(
+    ctx: ToolContext, order_id: str | None, *, lock: bool
+) -> OrderFacts | None:
+    if order_id is None:
+        return None
+    order = await order_facts(ctx, order_id, lock=lock)
+    try:
+        order_access_problem(ctx.principal, order, order_id)
+    except GuardError as exc:
+        raise as_tool_error(exc) from None
+    return order
+
+
+async def check_ticket(ctx: ToolContext, args: CreateTicketArgs) -> OrderFacts | None:
+    return await _check_order_access(ctx, args.order_id, lock=False)
+
+
 async def create_ticket(ctx: ToolContext, args: CreateTicketArgs) -> ToolResult:
+    # The order's row lock: it cannot change hands while the ticket about it is written.
+    await _check_order_access(ctx, args.order_id, lock=True)
     return await _insert_once(
         ctx,
         "tickets",
@@ -188,46 +291,87 @@ async def create_ticket(ctx: ToolContext, args: CreateTicketArgs) -> ToolResult:
             "customer_id": ctx.principal.user_id,
             "subject": args.subject,
             "description": args.description,
-            "order_id": args.order_id,
+            "order_id": args.order_id.upper() if args.order_id else None,
             "priority": args.priority,
             "status": "open",
         },
     )
 
 
+def _refund_allowed(
+    ctx: ToolContext, order: OrderFacts | None, args: IssueRefundArgs
+) -> OrderFacts:
+    try:
+        refund_problem(
+            ctx.principal,
+            order,
+            order_id=args.order_id,
+            amount=args.amount,
+            currency=args.currency,
+        )
+    except GuardError as exc:
+        raise as_tool_error(exc) from None
+    assert order is not None
+    return order
+
+
+async def check_refund(ctx: ToolContext, args: IssueRefundArgs) -> OrderFacts:
+    return _refund_allowed(ctx, await order_facts(ctx, args.order_id), args)
+
+
 async def issue_refund(ctx: ToolContext, args: IssueRefundArgs) -> ToolResult:
-    order = await _one(
-        ctx,
-        "SELECT total, currency FROM tools.orders WHERE tenant_id = %s AND order_id = %s",
-        (ctx.principal.tenant_id, args.order_id.upper()),
-    )
-    if order is None:
-        raise ToolError(f"order {args.order_id} not found")
-    if args.amount > order["total"]:
-        raise ToolError(f"refund {args.amount} exceeds the order total {order['total']}")
+    # The order's row lock first: from here to the commit no other refund on this order can
+    # be checked or written, so "refunded + this <= total" still holds when this commits.
+    order = await order_facts(ctx, args.order_id, lock=True)
+    if order is not None and (earlier := await _done_before(ctx, "refunds")) is not None:
+        return earlier
+    order = _refund_allowed(ctx, order, args)
     return await _insert_once(
         ctx,
         "refunds",
         "R",
         {
-            "order_id": args.order_id.upper(),
+            "order_id": order.order_id,
             "amount": args.amount,
-            "currency": args.currency,
+            "currency": order.currency,
             "reason": args.reason,
             "status": "issued",
         },
     )
 
 
+async def _checked_account(ctx: ToolContext, user_id: str, *, lock: bool) -> AccountFacts:
+    account = await account_facts(ctx, user_id, lock=lock)
+    try:
+        account_problem(ctx.principal, account, user_id)
+    except GuardError as exc:
+        raise as_tool_error(exc) from None
+    assert account is not None
+    return account
+
+
+async def check_reset(ctx: ToolContext, args: ResetPasswordArgs) -> AccountFacts:
+    return await _checked_account(ctx, args.user_id, lock=False)
+
+
 async def reset_password(ctx: ToolContext, args: ResetPasswordArgs) -> ToolResult:
+    await _checked_account(ctx, args.user_id, lock=True)
     return await _insert_once(
         ctx, "password_resets", "PR", {"user_id": args.user_id, "reason": args.reason}
     )
 
 
+async def check_escalation(ctx: ToolContext, args: EscalateArgs) -> OrderFacts | None:
+    return await _check_order_access(ctx, args.order_id, lock=False)
+
+
 async def escalate(ctx: ToolContext, args: EscalateArgs) -> ToolResult:
+    await _check_order_access(ctx, args.order_id, lock=True)
     return await _insert_once(
-        ctx, "escalations", "E", {"reason": args.reason, "order_id": args.order_id}
+        ctx,
+        "escalations",
+        "E",
+        {"reason": args.reason, "order_id": args.order_id.upper() if args.order_id else None},
     )
 
 
@@ -268,6 +412,7 @@ def default_registry() -> ToolRegistry:
                 CreateTicketArgs,
                 RiskLevel.WRITE,
                 create_ticket,
+                check=check_ticket,
             ),
             ToolSpec(
                 "issue_refund",
@@ -275,6 +420,7 @@ def default_registry() -> ToolRegistry:
                 IssueRefundArgs,
                 RiskLevel.WRITE,
                 issue_refund,
+                check=check_refund,
             ),
             ToolSpec(
                 "escalate",
@@ -282,6 +428,7 @@ def default_registry() -> ToolRegistry:
                 EscalateArgs,
                 RiskLevel.WRITE,
                 escalate,
+                check=check_escalation,
             ),
             ToolSpec(
                 "reset_password",
@@ -289,6 +436,7 @@ def default_registry() -> ToolRegistry:
                 ResetPasswordArgs,
                 RiskLevel.CRITICAL,
                 reset_password,
+                check=check_reset,
             ),
         ]
     )

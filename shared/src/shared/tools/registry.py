@@ -19,6 +19,7 @@ __all__ = [
     "ToolArgumentError",
     "ToolContext",
     "ToolError",
+    "ToolInvariantError",
     "ToolNotFound",
     "ToolPermissionError",
     "ToolRegistry",
@@ -45,6 +46,12 @@ class ToolArgumentError(ToolError):
 
 class ToolPermissionError(ToolError):
     code = "forbidden"
+
+
+class ToolInvariantError(ToolError):
+    """The object's state forbids the effect (refund above what is left, wrong currency, ...)."""
+
+    code = "invariant_violated"
 
 
 class TransientToolError(ToolError):
@@ -82,6 +89,10 @@ class ToolResult:
 
 
 Handler = Callable[[ToolContext, Any], Awaitable[ToolResult]]
+#: A write tool's pre-flight: who may act on the object and whether its state allows the
+#: effect, without writing anything. Returns the object's facts (for approvers) or raises a
+#: ToolError. The handler repeats the same check with the object locked before it writes.
+Checker = Callable[[ToolContext, Any], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,7 @@ class ToolSpec(Generic[A]):
     min_level: StaffLevel = StaffLevel.NONE
     timeout_s: float = 5.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    check: Checker | None = None
 
     @property
     def runs_in_agent(self) -> bool:
@@ -140,6 +152,19 @@ class ToolRegistry:
                 f" the caller is {principal.level.value}"
             )
         return spec
+
+    async def check(self, name: str, arguments: dict[str, Any], ctx: ToolContext) -> object:
+        """Validate, authorise and pre-flight a write tool: its object's facts, or ToolError.
+
+        Read-only and without locks: it answers "would this be allowed now?" when an action
+        is drafted or shown to an approver. The effect's own transaction checks again.
+        """
+        spec = self.authorise(name, ctx.principal)
+        args = self.validate(name, arguments)
+        if spec.check is None:
+            return None
+        async with asyncio.timeout(spec.timeout_s):
+            return await spec.check(ctx, args)
 
     async def run(self, name: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
         """Validate, authorise and run a tool with its timeout and retry policy."""

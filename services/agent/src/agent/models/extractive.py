@@ -86,9 +86,10 @@ class ExtractiveModel:
         problems = [str(t.content.get("message", "")) for t in conversation.turns if not t.ok]
         # Markers name the chunk's position in the conversation; the citation check maps them.
         quoted = [f"{_sentence(s.passage.text)} [{s.chunk_rank + 1}]" for s in chosen]
-        parts = [*_clarification(conversation), *facts, *quoted]
-        if not parts:
-            parts = [*(f"I could not complete that: {p}" for p in problems if p)] or [REFUSAL_TEXT]
+        # A refused or failed tool call is said first: the user must learn that the refund
+        # they asked for was not drafted, whatever else the documents say.
+        refused = [f"I could not complete that: {_sentence(p)}" for p in problems if p]
+        parts = [*refused, *_clarification(conversation), *facts, *quoted] or [REFUSAL_TEXT]
         return ModelReply(text=" ".join(parts), model=self.name)
 
     # ------------------------------------------------------------------ plain answering

@@ -61,6 +61,38 @@ function signoffs(item) {
     .join("\n");
 }
 
+// The object the action touches, as the executor will see it: owner, money, other requests,
+// and in red what its check would refuse now. Approvers decide on this, not on the summary.
+function objectLines(item) {
+  const c = item.context;
+  if (!c || !c.object_type) return "—";
+  const lines = [`${c.object_type} ${c.object_id}`];
+  if (c.owner_id) {
+    lines.push(`owner ${c.owner_id}` + (c.owned_by_requester ? " (the requester)" : " (NOT the requester)"));
+  } else {
+    lines.push("not found in this tenant");
+  }
+  if (c.object_status) lines.push(`status ${c.object_status}`);
+  if (c.total !== null && c.total !== undefined) {
+    lines.push(`total ${c.total} ${c.currency}, refunded ${c.refunded}, left ${c.refundable}`);
+  }
+  if (c.requested !== null && c.requested !== undefined) {
+    lines.push(`other open requests ${c.requested} (${c.requested_count})`);
+  }
+  return lines.join("\n");
+}
+
+function objectCell(row, item) {
+  const td = cell(row, objectLines(item), "object");
+  const problem = item.context && item.context.problem;
+  if (problem) {
+    const warn = document.createElement("span");
+    warn.className = "problem";
+    warn.textContent = `would fail now: ${problem}`;
+    td.appendChild(warn);
+  }
+}
+
 function decideCell(row, item) {
   const td = cell(row, "", "decide");
   if (!item.can_decide) {
@@ -93,6 +125,7 @@ function render(items) {
     row.dataset.draftId = item.draft_id;
     cell(row, item.summary, "summary");
     cell(row, JSON.stringify(item.arguments, null, 1), "args");
+    objectCell(row, item);
     cell(row, item.requester_id, "requester");
     cell(row, requirement(item), "policy");
     cell(row, item.status, "status");

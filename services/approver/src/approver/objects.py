@@ -1,0 +1,175 @@
+"""What an action touches, as the people deciding on it must see it; and whether it may run.
+
+For every approval the inbox and the API show the business object behind the action: an
+order's owner, total, currency and state, what was already refunded on it and what other
+standing requests (pending or approved, not yet executed) ask for; for a password reset the
+target account and whether it is the requester's own. Beside that, ``problem``: what the
+executor's check would say if the action ran now, with the requester's identity (a refund on
+someone else's order, above what is left, in another currency). Intake uses the same
+inspection to reject an action that could never run, before anyone is asked to approve it.
+
+The authoritative check stays in the executor's transaction, with the object locked
+(:mod:`shared.tools.guards`); this is the same rule read without locks, so what approvers see
+can be a moment old, never a different rule.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from psycopg import AsyncConnection
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.db import Pool
+from shared.principal import Principal
+from shared.tools import ToolContext, ToolError, ToolRegistry
+from shared.tools.guards import AccountFacts, OrderFacts
+from shared.tools.postgres import account_facts, order_facts
+
+from .domain import Approval
+
+__all__ = ["ActionContext", "ActionInspector", "PostgresActionInspector", "Subject"]
+
+
+class Subject(BaseModel):
+    """An action about to be decided: who asks for which tool with which arguments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    draft_id: uuid.UUID | None = None
+    principal: Principal
+    tool: str
+    arguments: dict[str, Any]
+
+    @classmethod
+    def of(cls, approval: Approval) -> Subject:
+        return cls(
+            draft_id=approval.draft_id,
+            principal=approval.draft.request.principal,
+            tool=approval.tool,
+            arguments=approval.arguments,
+        )
+
+
+class ActionContext(BaseModel):
+    """The object behind an action, and whether the action could run on it now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    object_type: Literal["order", "account"] | None = Field(
+        default=None, description="What the action touches (none for a plain ticket)."
+    )
+    object_id: str | None = None
+    owner_id: str | None = Field(default=None, description="The order's customer.")
+    owned_by_requester: bool | None = Field(
+        default=None, description="Whether the requester owns the object (orders, accounts)."
+    )
+    object_status: str | None = None
+    total: Decimal | None = Field(default=None, description="Order total, in its currency.")
+    currency: str | None = None
+    refunded: Decimal | None = Field(default=None, description="Refunds already issued.")
+    refundable: Decimal | None = Field(default=None, description="Total minus refunded.")
+    requested: Decimal | None = Field(
+        default=None,
+        description="Other standing (pending or approved) refund requests on the same order.",
+    )
+    requested_count: int = Field(default=0, description="How many such requests.")
+    problem: str | None = Field(
+        default=None, description="Why the executor would refuse this action now, if it would."
+    )
+    problem_code: str | None = Field(default=None, description="Stable code of the problem.")
+
+
+class ActionInspector(Protocol):
+    async def inspect(self, subjects: Sequence[Subject]) -> list[ActionContext]:
+        """The context of each subject, in order (one connection for the lot)."""
+        ...
+
+
+class PostgresActionInspector:
+    """Reads the tools' system of record and the approvals table on one read-only connection."""
+
+    def __init__(self, pool: Pool, registry: ToolRegistry) -> None:
+        self._pool = pool
+        self._registry = registry
+
+    async def inspect(self, subjects: Sequence[Subject]) -> list[ActionContext]:
+        if not subjects:
+            return []
+        async with self._pool.connection() as conn:
+            await conn.execute("SET TRANSACTION READ ONLY")
+            contexts = [await self._one(conn, s) for s in subjects]
+            await conn.rollback()
+        return contexts
+
+    async def _one(self, conn: AsyncConnection[Any], subject: Subject) -> ActionContext:
+        ctx = ToolContext(principal=subject.principal, conn=conn)
+        facts: dict[str, Any] = {}
+        order_id = subject.arguments.get("order_id")
+        user_id = subject.arguments.get("user_id")
+        if isinstance(order_id, str):
+            facts = _order_view(await order_facts(ctx, order_id), order_id, subject.principal)
+            if subject.tool == "issue_refund":
+                facts.update(await _standing_refunds(conn, subject, order_id))
+        elif isinstance(user_id, str):
+            facts = _account_view(await account_facts(ctx, user_id), user_id, subject.principal)
+        problem: ToolError | None = None
+        try:
+            await self._registry.check(subject.tool, dict(subject.arguments), ctx)
+        except ToolError as exc:
+            problem = exc
+        except TimeoutError:
+            problem = ToolError("the check timed out")
+        return ActionContext(
+            **facts,
+            problem=str(problem) if problem else None,
+            problem_code=problem.code if problem else None,
+        )
+
+
+def _order_view(order: OrderFacts | None, order_id: str, requester: Principal) -> dict[str, Any]:
+    if order is None:
+        return {"object_type": "order", "object_id": order_id.upper()}
+    return {
+        "object_type": "order",
+        "object_id": order.order_id,
+        "owner_id": order.customer_id,
+        "owned_by_requester": order.customer_id == requester.user_id,
+        "object_status": order.status,
+        "total": order.total,
+        "currency": order.currency,
+        "refunded": order.refunded,
+        "refundable": order.refundable,
+    }
+
+
+def _account_view(
+    account: AccountFacts | None, user_id: str, requester: Principal
+) -> dict[str, Any]:
+    return {
+        "object_type": "account",
+        "object_id": user_id,
+        "owner_id": user_id if account else None,
+        "owned_by_requester": user_id == requester.user_id,
+        "object_status": account.status if account else None,
+    }
+
+
+async def _standing_refunds(
+    conn: AsyncConnection[Any], subject: Subject, order_id: str
+) -> dict[str, Any]:
+    """Other pending or approved (not yet executed) refund requests on the same order."""
+    cur = await conn.execute(
+        "SELECT count(*) AS n,"
+        " coalesce(sum((arguments ->> 'amount')::numeric), 0)::numeric(12, 2) AS total"
+        " FROM approvals.drafts WHERE tenant_id = %s AND tool = 'issue_refund'"
+        " AND upper(arguments ->> 'order_id') = %s AND status IN ('pending', 'approved')"
+        " AND draft_event_id IS DISTINCT FROM %s",
+        (subject.principal.tenant_id, order_id.upper(), subject.draft_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {"requested": Decimal(row["total"]), "requested_count": row["n"]}
