@@ -15,9 +15,14 @@ from typing import Any
 
 import httpx
 import jwt
+import psycopg
 import pytest
+from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
+from fastapi import FastAPI
 from faststream.kafka import KafkaMessage, TestKafkaBroker
+from psycopg.rows import dict_row
 
+from gateway.api import request_id_for
 from gateway.app import build_service
 from gateway.settings import GatewaySettings
 from shared.auth import TokenService
@@ -30,6 +35,7 @@ from shared.contracts import (
     DraftProduced,
     RetrievalStats,
     Topic,
+    derive_event_id,
 )
 from shared.service import Service
 from shared.settings import (
@@ -38,14 +44,16 @@ from shared.settings import (
     DatabaseSettings,
     HttpSettings,
     KafkaSettings,
+    SagaSettings,
 )
 
 pytestmark = pytest.mark.integration
 
 
 class Harness:
-    def __init__(self, service: Service, client: httpx.AsyncClient) -> None:
+    def __init__(self, service: Service, app: FastAPI, client: httpx.AsyncClient) -> None:
         self.service = service
+        self.app = app
         self.client = client
         self.published: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.tokens = TokenService(AuthSettings())
@@ -72,6 +80,11 @@ async def gw(database_settings: DatabaseSettings) -> AsyncIterator[Harness]:
         kafka=KafkaSettings(),
         http=HttpSettings(max_body_bytes=8192),
         max_wait_s=5,
+        publish_timeout_s=1.0,
+        # The database is shared by the session: this fixture's sweeper must not end (or
+        # audit) other tests' requests, and its audits would land among the ones asserted
+        # here. Its first round is one interval after start-up. test_deadlines.py covers it.
+        saga=SagaSettings(sweep_interval_s=1e6),
     )
     service = build_service(settings)
     app = service.http_app()
@@ -90,7 +103,7 @@ async def gw(database_settings: DatabaseSettings) -> AsyncIterator[Harness]:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://gw"
         ) as client:
-            harness = Harness(service, client)
+            harness = Harness(service, app, client)
             yield harness
 
 
@@ -292,6 +305,163 @@ async def test_health_and_metrics(gw: Harness) -> None:
     health = await gw.client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["checks"] == {"broker": True, "database": True}
+    assert 0 <= health.json()["age_s"] < 5, "a cached view, refreshed in the background"
     metrics = await gw.client.get("/metrics")
     assert metrics.status_code == 200
     assert "faststream" in metrics.text or "process_" in metrics.text
+
+
+# --------------------------------------------------------------------------- idempotency keys
+
+
+async def _row(database_settings: DatabaseSettings, request_id: str) -> dict[str, Any] | None:
+    async with await psycopg.AsyncConnection.connect(
+        database_settings.dsn, row_factory=dict_row
+    ) as conn:
+        cur = await conn.execute(
+            "SELECT status, attempt, published_at, publish_claimed_until, message_sha256"
+            " FROM gateway.requests WHERE request_id = %s",
+            (request_id,),
+        )
+        return await cur.fetchone()
+
+
+async def test_the_same_key_with_another_message_is_refused_with_409(gw: Harness) -> None:
+    headers = {**gw.auth(), "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    first = await gw.client.post("/v1/chat", json={"message": "refund order 1"}, headers=headers)
+    assert first.status_code == 202
+    for body in (
+        {"message": "refund order 2"},
+        {"message": "refund order 1", "channel": "web"},
+        {"message": "refund order 1", "conversation_id": "c-9"},
+    ):
+        again = await gw.client.post("/v1/chat", json=body, headers=headers)
+        assert again.status_code == 409, body
+        assert again.json() == {
+            "error": "conflict",
+            "message": "this Idempotency-Key was already used with a different message;"
+            " use a new key for a new request",
+        }
+    same = await gw.client.post("/v1/chat", json={"message": "  refund order 1 "}, headers=headers)
+    assert same.status_code == 202, "surrounding blanks are not a different message"
+    assert same.json()["request_id"] == first.json()["request_id"]
+    assert len(gw.on("request")) == 1
+
+
+async def test_concurrent_identical_posts_make_one_request_published_once(
+    gw: Harness, monkeypatch: pytest.MonkeyPatch, database_settings: DatabaseSettings
+) -> None:
+    real_publish = gw.service.bus.publish
+
+    async def slow_publish(topic: Topic, event: Any) -> None:
+        # Slow enough that the other POSTs arrive while the first one is publishing.
+        await asyncio.sleep(0.3)
+        await real_publish(topic, event)
+
+    monkeypatch.setattr(gw.service.bus, "publish", slow_publish)
+    headers = {**gw.auth(), "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    responses = await asyncio.gather(
+        *(
+            gw.client.post("/v1/chat", json={"message": "same question"}, headers=headers)
+            for _ in range(8)
+        )
+    )
+    assert [r.status_code for r in responses] == [202] * 8, [r.text for r in responses]
+    ids = {r.json()["request_id"] for r in responses}
+    assert len(ids) == 1
+    assert len(gw.on("request")) == 1, "one caller publishes; the others wait for it"
+    assert [a["action"] for a in gw.on("audit")] == ["request.accepted"]
+    row = await _row(database_settings, ids.pop())
+    assert row is not None and row["published_at"] is not None
+    assert row["publish_claimed_until"] is None
+
+
+async def test_the_request_event_id_derives_from_the_request_id(gw: Harness) -> None:
+    response = await gw.client.post("/v1/chat", json={"message": "hello"}, headers=gw.auth())
+    request_id = uuid.UUID(response.json()["request_id"])
+    [event] = gw.on("request")
+    assert uuid.UUID(event["event_id"]) == derive_event_id(request_id, "chat.requested")
+    [audit] = gw.on("audit")
+    assert uuid.UUID(audit["subject_event_id"]) == derive_event_id(request_id, "chat.requested")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [NodeNotReadyError("node 1 not ready"), KafkaConnectionError("refused"), "hang"],
+    ids=["node-not-ready", "connection-error", "hang"],
+)
+async def test_a_failed_publish_answers_503_and_a_keyed_retry_publishes_the_same_attempt(
+    gw: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    database_settings: DatabaseSettings,
+    failure: Exception | str,
+) -> None:
+    real_publish = gw.service.bus.publish
+
+    async def broken_publish(topic: Topic, event: Any) -> None:
+        if failure == "hang":
+            await asyncio.sleep(60)  # a broker that never answers
+        assert isinstance(failure, Exception)
+        raise failure
+
+    monkeypatch.setattr(gw.service.bus, "publish", broken_publish)
+    key = f"k-{uuid.uuid4()}"
+    headers = {**gw.auth(), "Idempotency-Key": key}
+    started = time.monotonic()
+    refused = await gw.client.post("/v1/chat", json={"message": "is it raining"}, headers=headers)
+    assert refused.status_code == 503, refused.text
+    assert time.monotonic() - started < 2.5, "bounded by publish_timeout_s (1 s here)"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"] == "unavailable"
+    assert "Idempotency-Key" in refused.json()["message"]
+    request_id = request_id_for("harborpine", "casey", key, 1)
+    row = await _row(database_settings, str(request_id))
+    assert row is not None
+    assert row["status"] == "accepted" and row["published_at"] is None
+    assert row["publish_claimed_until"] is None, "the lease is released for the retry"
+
+    monkeypatch.setattr(gw.service.bus, "publish", real_publish)
+    retried = await gw.client.post("/v1/chat", json={"message": "is it raining"}, headers=headers)
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["request_id"] == str(request_id), "the same attempt, not a new one"
+    assert retried.json()["attempt"] == 1
+    [event] = gw.on("request")
+    assert uuid.UUID(event["event_id"]) == derive_event_id(request_id, "chat.requested")
+    row = await _row(database_settings, str(request_id))
+    assert row is not None and row["published_at"] is not None
+    again = await gw.client.post("/v1/chat", json={"message": "is it raining"}, headers=headers)
+    assert again.json()["request_id"] == str(request_id)
+    assert len(gw.on("request")) == 1, "published once the broker took it"
+
+
+async def test_a_broker_blip_within_the_publish_timeout_costs_latency_not_a_503(
+    gw: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_publish = gw.service.bus.publish
+    failures = [NodeNotReadyError("restarting"), KafkaConnectionError("reset")]
+
+    async def flaky_publish(topic: Topic, event: Any) -> None:
+        if failures:
+            raise failures.pop(0)
+        await real_publish(topic, event)
+
+    monkeypatch.setattr(gw.service.bus, "publish", flaky_publish)
+    response = await gw.client.post("/v1/chat", json={"message": "hi"}, headers=gw.auth())
+    assert response.status_code == 202, response.text
+    assert failures == []
+    assert len(gw.on("request")) == 1
+    assert [a["action"] for a in gw.on("audit")] == ["request.accepted"]
+
+
+async def test_a_programming_error_while_publishing_is_not_disguised_as_503(
+    gw: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def buggy_publish(topic: Topic, event: Any) -> None:
+        raise ValueError("a bug, not an outage")
+
+    monkeypatch.setattr(gw.service.bus, "publish", buggy_publish)
+    transport = httpx.ASGITransport(app=gw.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        response = await client.post("/v1/chat", json={"message": "hi"}, headers=gw.auth())
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal", "message": "internal error"}

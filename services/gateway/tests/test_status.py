@@ -6,7 +6,16 @@ import uuid
 
 import pytest
 
-from gateway.status import SETTLED, RequestStatus, status_of_audit, status_of_decision
+from gateway.status import (
+    ANSWER_DEADLINE,
+    APPROVAL_DEADLINE,
+    RANK,
+    SETTLED,
+    RequestStatus,
+    stalled_step,
+    status_of_audit,
+    status_of_decision,
+)
 from shared.contracts import (
     AuditRecorded,
     ChatRequested,
@@ -85,3 +94,33 @@ def test_audit_steps() -> None:
     assert status_of_audit(audit("tool.called")) is None
     assert RequestStatus.PENDING_APPROVAL in SETTLED
     assert RequestStatus.DRAFTED not in SETTLED
+
+
+def test_timed_out_is_terminal_like_an_answer() -> None:
+    assert RequestStatus.TIMED_OUT in SETTLED
+    assert RANK[RequestStatus.TIMED_OUT] == RANK[RequestStatus.ANSWERED]
+    assert all(RANK[RequestStatus.TIMED_OUT] >= rank for rank in RANK.values()), (
+        "no later step or decision outranks a timeout"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "published", "step"),
+    [
+        (RequestStatus.ACCEPTED, False, "gateway (publish)"),
+        (RequestStatus.ACCEPTED, True, "retriever"),
+        (RequestStatus.RETRIEVED, True, "agent"),
+        (RequestStatus.DRAFTED, True, "approver"),
+        (RequestStatus.PENDING_APPROVAL, True, "approver (awaiting decision)"),
+        (RequestStatus.APPROVED, True, "executor"),
+    ],
+)
+def test_where_a_request_stalled(status: RequestStatus, published: bool, step: str) -> None:
+    assert stalled_step(status, published=published) == step
+    assert status in ANSWER_DEADLINE | APPROVAL_DEADLINE
+
+
+def test_terminal_requests_are_under_no_deadline() -> None:
+    assert not (ANSWER_DEADLINE | APPROVAL_DEADLINE) & (SETTLED - APPROVAL_DEADLINE)
+    with pytest.raises(ValueError, match="not waiting"):
+        stalled_step(RequestStatus.ANSWERED, published=True)

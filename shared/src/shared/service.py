@@ -4,21 +4,29 @@ A composition root (``<service>/app.py``) builds a :class:`Service` from setting
 its subscribers on ``service.bus`` and its resources as start/stop hooks, and serves
 ``service.http_app(...)`` with uvicorn. The broker starts after every other resource (a pool,
 an index) is open and stops first, so no message is handled by a half-built service.
+
+``/healthz`` answers from a cached view: a background task runs every check (each bounded by a
+short timeout) once a second while the service runs, and the endpoint returns the last results
+with their age. A probe therefore costs nothing and never waits on a dead dependency (a broker
+ping alone can take seconds to give up), yet still reports ``unavailable`` while one is down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY, generate_latest
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,6 +53,8 @@ class Service:
         telemetry: Telemetry | None = None,
         broker: KafkaBroker | None = None,
         redact: Redactor | None = None,
+        health_interval_s: float = 1.0,
+        health_check_timeout_s: float = 0.8,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -59,6 +69,10 @@ class Service:
         self._checks: dict[str, Check] = {"broker": self._broker_alive}
         self._routers: list[APIRouter] = []
         self.started = asyncio.Event()
+        self._health_interval_s = health_interval_s
+        self._health_check_timeout_s = health_check_timeout_s
+        self._health_view: tuple[dict[str, bool], float] | None = None
+        self._health_task: asyncio.Task[None] | None = None
 
     def on_startup(self, hook: Hook) -> Hook:
         self._startup.append(hook)
@@ -84,7 +98,8 @@ class Service:
         return db
 
     async def _broker_alive(self) -> bool:
-        return bool(await self.broker.ping(timeout=2.0))
+        # FastStream's ping retries until its own timeout; keep it inside the check's budget.
+        return bool(await self.broker.ping(timeout=self._health_check_timeout_s))
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Service]:
@@ -95,11 +110,17 @@ class Service:
                 await hook()
                 started.append(hook)
             await self.broker.start()
+            # One synchronous round first, so /healthz never answers from an empty view.
+            self._health_view = (await self.health(), time.monotonic())
+            self._health_task = asyncio.create_task(
+                self._refresh_health(), name=f"{self.name}-health"
+            )
             self.started.set()
             log.info("%s started", self.name)
             yield self
         finally:
             self.started.clear()
+            await self._stop_health()
             await self.broker.stop()
             for hook in reversed(self._shutdown):
                 try:
@@ -109,13 +130,46 @@ class Service:
             self.telemetry.tracer_provider.force_flush(5_000)
 
     async def health(self) -> dict[str, bool]:
-        results: dict[str, bool] = {}
-        for name, check in self._checks.items():
+        """Run every check now, concurrently, each bounded by the check timeout."""
+        names = list(self._checks)
+        results = await asyncio.gather(*(self._run_check(self._checks[n]) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    async def _run_check(self, check: Check) -> bool:
+        try:
+            return bool(await asyncio.wait_for(check(), timeout=self._health_check_timeout_s))
+        except Exception:
+            # A check that fails or hangs means "not ready"; why is for the logs of the
+            # component itself (a failing check here would log once a second).
+            return False
+
+    def health_view(self) -> tuple[dict[str, bool], float | None]:
+        """The last results of the checks and their age in seconds (None: never checked)."""
+        if self._health_view is None:
+            return {}, None
+        checks, at = self._health_view
+        return dict(checks), time.monotonic() - at
+
+    @property
+    def _health_max_age_s(self) -> float:
+        """Older than this, the view is not trusted: the refresher is stuck or gone."""
+        return 3 * self._health_interval_s + self._health_check_timeout_s
+
+    async def _refresh_health(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_interval_s)
             try:
-                results[name] = await asyncio.wait_for(check(), timeout=3.0)
-            except Exception:
-                results[name] = False
-        return results
+                self._health_view = (await self.health(), time.monotonic())
+            except Exception:  # health() catches per check; this only guards the loop
+                log.exception("health refresh failed")
+
+    async def _stop_health(self) -> None:
+        task, self._health_task = self._health_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._health_view = None
 
     def http_app(self, *, title: str | None = None, **fastapi_kwargs: Any) -> FastAPI:
         service = self
@@ -129,27 +183,59 @@ class Service:
         app.add_middleware(BodyLimitMiddleware, max_bytes=self.settings.http.max_body_bytes)
         _install_error_handlers(app)
 
-        @app.get("/healthz", tags=["ops"], summary="Liveness and readiness of every dependency")
+        @app.get(
+            "/healthz",
+            tags=["ops"],
+            summary="Liveness and readiness of every dependency",
+            response_model=HealthView,
+            responses={503: {"model": HealthView, "description": "A dependency is down"}},
+        )
         async def healthz() -> Response:
-            checks = await service.health()
-            ok = service.started.is_set() and all(checks.values())
+            # Never awaits a dependency: the refresher task keeps the view current.
+            checks, age = service.health_view()
+            fresh = age is not None and age <= service._health_max_age_s
+            ok = service.started.is_set() and fresh and bool(checks) and all(checks.values())
             return JSONResponse(
                 {
                     "status": "ok" if ok else "unavailable",
                     "service": service.name,
                     "checks": checks,
+                    "age_s": None if age is None else round(age, 3),
                 },
                 status_code=200 if ok else 503,
             )
 
-        @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+        @app.get(
+            "/metrics",
+            tags=["ops"],
+            summary="Prometheus metrics",
+            response_class=PlainTextResponse,
+            responses={
+                200: {
+                    "description": "Prometheus text exposition format 0.0.4",
+                    "content": {_METRICS_TYPE: {"schema": {"type": "string"}}},
+                }
+            },
+        )
         async def metrics() -> Response:
             body = generate_latest(service.telemetry.registry) + generate_latest(REGISTRY)
-            return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
+            return PlainTextResponse(body, media_type=_METRICS_TYPE)
 
         for router in self._routers:
             app.include_router(router)
         return app
+
+
+_METRICS_TYPE = "text/plain; version=0.0.4"
+
+
+class HealthView(BaseModel):
+    """What ``/healthz`` answers (200 when every check passed, 503 otherwise)."""
+
+    status: Literal["ok", "unavailable"]
+    service: str
+    checks: dict[str, bool] = Field(description="Each dependency: reachable or not.")
+    age_s: float | None = Field(description="Age of the cached view, in seconds.")
 
 
 class Database:

@@ -3,12 +3,20 @@
 Spans leave through OTLP/HTTP (to a collector in production, to the dev stack's span sink
 locally). Metrics are exposed in Prometheus format on each service's ``/metrics``: FastStream's
 Prometheus middleware and OpenTelemetry instruments (GenAI token usage, ...) share one registry.
+
+Logs go to stderr through one handler that redacts personal data and bounds the rate of
+repeated records (:class:`RateLimitFilter`): during a broker outage aiokafka logs the same
+connection error in a tight loop, hundreds of lines a second, which buried everything else and
+filled disks.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +37,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from shared.settings import TelemetrySettings
 
-__all__ = ["Telemetry", "current_trace_id", "setup"]
+__all__ = ["RateLimitFilter", "Telemetry", "current_trace_id", "setup"]
 
 #: Redacts personal data and secrets from a string (see shared.guardrails.pii).
 Redactor = Callable[[str], str]
@@ -94,16 +102,77 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class RateLimitFilter(logging.Filter):
+    """Let a repeated log record through at most once per ``interval_s``.
+
+    Records are "the same" when logger, level and message template (``record.msg`` before
+    ``%`` formatting) match, so one error with changing arguments (a host, an attempt number)
+    counts as one. The first record passes; while the interval runs, repeats are dropped and
+    counted; the first repeat after it passes with ``(suppressed K similar)`` appended, so the
+    volume stays visible. Counts of a key that never repeats again are not reported.
+
+    The table of keys is bounded (least recently seen keys are forgotten), so messages built
+    without a template (f-strings) cannot grow it without limit. Thread-safe: handlers run
+    filters before taking their own lock.
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 5.0,
+        *,
+        max_keys: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._max_keys = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: key -> [when the last record passed, records dropped since]
+        self._seen: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        template = (
+            record.msg if isinstance(record.msg, str) else f"<{type(record.msg).__qualname__}>"
+        )
+        key = (record.name, record.levelno, template)
+        now = self._clock()
+        with self._lock:
+            state = self._seen.get(key)
+            if state is None:
+                self._seen[key] = [now, 0]
+                if len(self._seen) > self._max_keys:
+                    self._seen.popitem(last=False)
+                return True
+            self._seen.move_to_end(key)
+            if now - state[0] < self.interval_s:
+                state[1] += 1
+                return False
+            suppressed = int(state[1])
+            state[0], state[1] = now, 0
+        if suppressed:
+            try:
+                message = record.getMessage()
+            except Exception:  # malformed arguments: leave the record to the handler's own report
+                return True
+            record.msg = f"{message} (suppressed {suppressed} similar)"
+            record.args = None
+        return True
+
+
 def setup(
     settings: TelemetrySettings,
     service_name: str,
     *,
     redact: Redactor | None = None,
     span_exporter: SpanExporter | None = None,
+    log_repeat_interval_s: float = 5.0,
 ) -> Telemetry:
     """Build tracer and meter providers for ``service_name`` and configure logging.
 
     ``span_exporter`` lets tests capture spans in memory; otherwise ``settings.exporter`` decides.
+    A log record repeated within ``log_repeat_interval_s`` is dropped and counted (see
+    :class:`RateLimitFilter`).
     Providers are returned, not only installed globally, so several services can live in one
     test process without sharing a provider.
     """
@@ -125,7 +194,7 @@ def setup(
         resource=resource,
         metric_readers=[PrometheusMetricReader(registry=registry, disable_target_info=True)],
     )
-    _configure_logging(settings, service_name, redact)
+    _configure_logging(settings, service_name, redact, log_repeat_interval_s)
     _install_globally(tracer_provider, meter_provider)
     return Telemetry(service_name, tracer_provider, meter_provider, registry)
 
@@ -153,8 +222,16 @@ def _exporter_from(settings: TelemetrySettings) -> SpanExporter | None:
     return None
 
 
-def _configure_logging(settings: TelemetrySettings, service: str, redact: Redactor | None) -> None:
+def _configure_logging(
+    settings: TelemetrySettings,
+    service: str,
+    redact: Redactor | None,
+    repeat_interval_s: float,
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    # First: it keys on the message template, which the redacting filter replaces with the
+    # formatted text (and dropping a record early saves redacting it).
+    handler.addFilter(RateLimitFilter(repeat_interval_s))
     if settings.log_format == "json":
         handler.setFormatter(
             JsonFormatter(

@@ -14,6 +14,7 @@ from shared.service import Service
 from shared.telemetry import current_trace_id
 
 from .api import build_router
+from .deadlines import DeadlineSweeper
 from .progress import ProgressHub
 from .repository import RequestRepository
 from .settings import GatewaySettings
@@ -39,6 +40,19 @@ def build_service(settings: GatewaySettings, **overrides: Any) -> Service:
     async def on_decided(event: DraftDecided) -> None:
         await repository().apply_decision(event, current_trace_id())
 
+    # Every replica runs a sweeper; an advisory lock lets one of them work at a time. It waits
+    # for the service to be started (broker running) before its first round.
+    sweeper = DeadlineSweeper(
+        repository,
+        service.bus,
+        settings.saga,
+        publish_timeout_s=settings.publish_timeout_s,
+        ready=service.started,
+        meter=service.telemetry.meter("gateway"),
+    )
+    service.on_startup(sweeper.start)
+    service.on_shutdown(sweeper.stop)
+
     service.bus.subscribe_batch(Topic.AUDIT, on_audit, group_id=f"{settings.group_id}-timeline")
     service.bus.subscribe(Topic.APPROVED, on_decided, group_id=f"{settings.group_id}-replies")
 
@@ -50,6 +64,7 @@ def build_service(settings: GatewaySettings, **overrides: Any) -> Service:
             current_principal=principal_dependency(TokenService(settings.auth)),
             max_wait_s=settings.max_wait_s,
             sse_max_s=settings.sse_max_s,
+            publish_timeout_s=settings.publish_timeout_s,
         )
     )
     return service

@@ -1,29 +1,48 @@
-"""The gateway's own tables: request status and timeline (schema ``gateway``)."""
+"""The gateway's own tables: request status and timeline (schema ``gateway``).
+
+Besides the status projection, this is where a POST is admitted (one row per attempt of an
+``Idempotency-Key``, with a short publish lease so exactly one caller publishes an attempt) and
+where the deadline sweeper ends stalled requests (see ``deadlines.py``).
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from shared.contracts import AuditRecorded, DraftDecided
+from shared.contracts import AuditRecorded, DraftDecided, derive_event_id
 from shared.db import Pool
 from shared.messaging import NIL_REQUEST_ID
 
 from .status import (
+    ANSWER_DEADLINE,
+    APPROVAL_DEADLINE,
     RANK,
     SETTLED,
     RequestStatus,
     result_of,
+    stalled_step,
     status_of_audit,
     status_of_decision,
 )
 
-__all__ = ["PROGRESS_CHANNEL", "SETTLED_NOTICE", "RequestRepository"]
+__all__ = [
+    "PROGRESS_CHANNEL",
+    "SETTLED_NOTICE",
+    "TIMEOUT_ACTION",
+    "Admission",
+    "AdmissionKind",
+    "RequestRepository",
+    "TimedOut",
+    "timeout_audit_id",
+]
 
 #: NOTIFY channel: payload is a request id whose status or timeline changed, followed by
 #: ``settled`` when the change may have settled it (callers waiting for the result wake then).
@@ -36,34 +55,370 @@ _RANK_OF_EXISTING = (
 
 _UPSERT_STATUS = f"""  -- built from the RANK constants only
 
-INSERT INTO gateway.requests AS r (request_id, tenant_id, user_id, status, trace_id, result)
-VALUES (%(request_id)s, %(tenant_id)s, %(user_id)s, %(status)s, %(trace_id)s, %(result)s)
+INSERT INTO gateway.requests AS r
+    (request_id, tenant_id, user_id, status, trace_id, result, published_at)
+VALUES (%(request_id)s, %(tenant_id)s, %(user_id)s, %(status)s, %(trace_id)s, %(result)s, now())
 ON CONFLICT (request_id) DO UPDATE SET
     status = EXCLUDED.status,
     result = COALESCE(EXCLUDED.result, r.result),
     trace_id = COALESCE(r.trace_id, EXCLUDED.trace_id),
     user_id = COALESCE(r.user_id, EXCLUDED.user_id),
+    -- A step of the saga is proof the request reached the broker (the gateway may have died
+    -- or timed out between the publish and recording it).
+    published_at = COALESCE(r.published_at, now()),
     updated_at = now()
 WHERE %(rank)s > {_RANK_OF_EXISTING}
 """  # noqa: S608
+
+_REQUEST_COLUMNS = (
+    "request_id, tenant_id, user_id, status, trace_id, result, created_at, updated_at,"
+    " idempotency_key, message_sha256, attempt, published_at, publish_claimed_until, stalled_at"
+)
+
+_CLAIM_PUBLISH = """
+UPDATE gateway.requests SET publish_claimed_until = now() + make_interval(secs => %(claim_s)s)
+WHERE request_id = %(request_id)s AND status = 'accepted' AND published_at IS NULL
+  AND (publish_claimed_until IS NULL OR publish_claimed_until < now())
+RETURNING request_id
+"""
+
+_INSERT_ATTEMPT = """
+INSERT INTO gateway.requests (request_id, tenant_id, user_id, status, trace_id,
+    idempotency_key, message_sha256, attempt, publish_claimed_until)
+VALUES (%(request_id)s, %(tenant_id)s, %(user_id)s, 'accepted', %(trace_id)s,
+    %(idempotency_key)s, %(message_sha256)s, %(attempt)s,
+    now() + make_interval(secs => %(claim_s)s))
+ON CONFLICT DO NOTHING
+RETURNING created_at
+"""
+
+#: An attempt's publish lease may not be taken over while it runs; an unpublished row with a
+#: lease is also not timed out yet (its publisher is still within its bounded wait).
+_DUE = f"""
+SELECT request_id, tenant_id, user_id, status, trace_id, published_at IS NOT NULL AS published
+FROM gateway.requests
+WHERE (
+        status IN ({", ".join(f"'{s.value}'" for s in sorted(ANSWER_DEADLINE))})
+        AND created_at < now() - make_interval(secs => %(answer_s)s)
+        AND (published_at IS NOT NULL OR publish_claimed_until IS NULL
+             OR publish_claimed_until < now())
+    ) OR (
+        status IN ({", ".join(f"'{s.value}'" for s in sorted(APPROVAL_DEADLINE))})
+        AND created_at < now() - make_interval(secs => %(approval_s)s)
+    )
+ORDER BY created_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""  # noqa: S608 - built from the status constants only
+
+_MARK_TIMED_OUT = """
+UPDATE gateway.requests
+SET status = 'timed_out', stalled_at = %(stalled_at)s, result = %(result)s,
+    timed_out_at = now(), publish_claimed_until = NULL, updated_at = now()
+WHERE request_id = %(request_id)s
+"""
+
+TIMEOUT_ACTION = "request.timed_out"
+
+
+def timeout_audit_id(request_id: uuid.UUID) -> uuid.UUID:
+    """The id of a request's timeout audit record (what ``EventBus.audit`` derives from
+    ``dedupe_key=str(request_id)``): the timeline row written with the status change and the
+    record coming back through the audit topic are one row, and a re-published record stays
+    one audit row."""
+    return derive_event_id(str(request_id), f"audit:gateway:{TIMEOUT_ACTION}")
+
+
+class AdmissionKind(StrEnum):
+    #: A new attempt was recorded; this caller holds its publish lease.
+    NEW = "new"
+    #: The attempt exists but its publish failed earlier; this caller now holds the lease.
+    REPUBLISH = "republish"
+    #: Another caller holds the attempt's lease and is publishing it right now.
+    PUBLISHING = "publishing"
+    #: The attempt was published (or has moved on): answer with it.
+    EXISTING = "existing"
+    #: The key's request id belongs to another principal: reveal nothing.
+    FOREIGN = "foreign"
+    #: The key was used with another message.
+    MISMATCH = "mismatch"
+
+
+@dataclass(frozen=True)
+class Admission:
+    kind: AdmissionKind
+    request_id: uuid.UUID
+    attempt: int
+    #: When the attempt was accepted: the saga's deadlines count from here, and a re-publish
+    #: carries it as ``occurred_at`` so the message is the same as the first publish.
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """A request the sweeper ended, with what its audit record needs."""
+
+    request_id: uuid.UUID
+    tenant_id: str
+    trace_id: str | None
+    stalled_at: str
+    reason: str
+    timed_out_at: datetime
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {
+            "status": RequestStatus.TIMED_OUT.value,
+            "stalled_at": self.stalled_at,
+            "reason": self.reason,
+        }
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """What the caller reads on ``GET /v1/requests/{id}`` and at the end of the stream."""
+        return {"kind": "timeout", "stalled_at": self.stalled_at, "reason": self.reason}
+
+
+#: Attempts walked in one admission before giving up (each step past the first needs a
+#: concurrent timeout of the attempt just read, so more than a couple means something is off).
+_MAX_ADMISSION_STEPS = 16
 
 
 class RequestRepository:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def create(
-        self, *, request_id: uuid.UUID, tenant_id: str, user_id: str, trace_id: str | None
-    ) -> bool:
-        """Record an accepted request; False if it already exists (idempotent retry)."""
+    async def admit(
+        self,
+        *,
+        tenant_id: str,
+        user_id: str,
+        trace_id: str | None,
+        message_sha256: str,
+        idempotency_key: str | None,
+        attempt_id: Callable[[int], uuid.UUID],
+        claim_s: float,
+    ) -> Admission:
+        """Decide what a POST is: a new attempt, a retry of one, or a refusal.
+
+        Without a key, ``attempt_id(1)`` must be a fresh id. With one, ``attempt_id(n)`` is the
+        deterministic id of the key's n-th attempt: concurrent identical POSTs insert the same
+        primary key, so one insert wins and the others (waiting on its row lock) read its row.
+        No lock is held while the caller publishes: the publish lease (``claim_s``) says who
+        publishes, and lapses by itself if that caller dies.
+        """
+        params: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "trace_id": trace_id,
+            "idempotency_key": idempotency_key,
+            "message_sha256": message_sha256,
+            "claim_s": claim_s,
+        }
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO gateway.requests (request_id, tenant_id, user_id, status, trace_id)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (request_id, tenant_id, user_id, RequestStatus.ACCEPTED.value, trace_id),
+            attempt = 1
+            if idempotency_key is not None:
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        "SELECT max(attempt) AS attempt FROM gateway.requests"
+                        " WHERE tenant_id = %s AND user_id = %s AND idempotency_key = %s",
+                        (tenant_id, user_id, idempotency_key),
+                    )
+                    latest = await cur.fetchone()
+                attempt = (latest or {}).get("attempt") or 1
+            for _ in range(_MAX_ADMISSION_STEPS):
+                request_id = attempt_id(attempt)
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        _INSERT_ATTEMPT, {**params, "request_id": request_id, "attempt": attempt}
+                    )
+                    inserted = await cur.fetchone()
+                if inserted is not None:
+                    return Admission(AdmissionKind.NEW, request_id, attempt, inserted["created_at"])
+                if idempotency_key is None:
+                    raise RuntimeError(f"request id {request_id} is not fresh")
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        f"SELECT {_REQUEST_COLUMNS} FROM gateway.requests"  # noqa: S608
+                        " WHERE request_id = %s",
+                        (request_id,),
+                    )
+                    row = await cur.fetchone()
+                if row is None:
+                    # Rows are never deleted, and attempt n of a key always has id
+                    # attempt_id(n): a conflict without a row is a broken invariant.
+                    raise RuntimeError(f"request {request_id} conflicted but cannot be read")
+                if row["tenant_id"] != tenant_id or row["user_id"] != user_id:
+                    return Admission(AdmissionKind.FOREIGN, request_id, attempt, row["created_at"])
+                if row["message_sha256"] is not None and row["message_sha256"] != message_sha256:
+                    return Admission(AdmissionKind.MISMATCH, request_id, attempt, row["created_at"])
+                if row["status"] == RequestStatus.TIMED_OUT.value:
+                    # The earlier attempt ended without an answer: the retry starts afresh.
+                    attempt = int(row["attempt"]) + 1
+                    continue
+                kind = AdmissionKind.EXISTING
+                if row["status"] == RequestStatus.ACCEPTED.value and row["published_at"] is None:
+                    kind = (
+                        AdmissionKind.REPUBLISH
+                        if await self._claim(conn, request_id, claim_s)
+                        else AdmissionKind.PUBLISHING
+                    )
+                return Admission(kind, request_id, int(row["attempt"]), row["created_at"])
+        raise RuntimeError(f"no attempt of idempotency key could be admitted in {attempt} steps")
+
+    @staticmethod
+    async def _claim(conn: AsyncConnection[Any], request_id: uuid.UUID, claim_s: float) -> bool:
+        async with conn.transaction():
+            cur = await conn.execute(_CLAIM_PUBLISH, {"request_id": request_id, "claim_s": claim_s})
+            return await cur.fetchone() is not None
+
+    async def mark_published(self, request_id: uuid.UUID) -> None:
+        """The broker took the request and its audit step: release the lease for good."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE gateway.requests SET published_at = COALESCE(published_at, now()),"
+                " publish_claimed_until = NULL WHERE request_id = %s",
+                (request_id,),
             )
-            await conn.commit()
-            return cur.rowcount == 1
+
+    async def release_claim(self, request_id: uuid.UUID) -> None:
+        """The publish failed: let the next retry with the key publish at once."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE gateway.requests SET publish_claimed_until = NULL"
+                " WHERE request_id = %s AND published_at IS NULL",
+                (request_id,),
+            )
+
+    # ------------------------------------------------------------------ deadlines
+    async def time_out_due(
+        self,
+        *,
+        lock_key: int,
+        answer_deadline_s: float,
+        approval_deadline_s: float,
+        limit: int,
+    ) -> list[TimedOut] | None:
+        """End the requests whose deadline passed; None when another replica is sweeping.
+
+        One transaction: the status change, its timeline row and the wake-up of waiters commit
+        together. ``pg_try_advisory_xact_lock`` makes one replica sweep at a time (the others
+        skip this round rather than queue); ``SKIP LOCKED`` passes over rows the projection is
+        updating right now, they are looked at again next round.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s) AS locked, now() AS now", (lock_key,)
+            )
+            locked = await cur.fetchone()
+            if locked is None or not locked["locked"]:
+                return None
+            cur = await conn.execute(
+                _DUE,
+                {"answer_s": answer_deadline_s, "approval_s": approval_deadline_s, "limit": limit},
+            )
+            ended: list[TimedOut] = []
+            for row in await cur.fetchall():
+                status = RequestStatus(row["status"])
+                stalled_at = stalled_step(status, published=row["published"])
+                deadline_s = answer_deadline_s if status in ANSWER_DEADLINE else approval_deadline_s
+                ended.append(
+                    TimedOut(
+                        request_id=row["request_id"],
+                        tenant_id=row["tenant_id"],
+                        trace_id=row["trace_id"],
+                        stalled_at=stalled_at,
+                        reason=f"no end within {deadline_s:g} s; the saga stalled at {stalled_at}",
+                        # now() of this transaction: what the rows below record as well.
+                        timed_out_at=locked["now"],
+                    )
+                )
+            if not ended:
+                return []
+            async with conn.cursor() as batch:
+                # The rows are locked by this transaction (FOR UPDATE above), so nothing moved
+                # them since they were read.
+                await batch.executemany(
+                    _MARK_TIMED_OUT,
+                    [
+                        {
+                            "request_id": t.request_id,
+                            "stalled_at": t.stalled_at,
+                            "result": Jsonb(t.result),
+                        }
+                        for t in ended
+                    ],
+                )
+                await batch.executemany(
+                    "INSERT INTO gateway.timeline (event_id, request_id, at, service, action,"
+                    " outcome, details) VALUES (%s, %s, %s, 'gateway', %s, 'error', %s)"
+                    " ON CONFLICT DO NOTHING",
+                    [
+                        (
+                            timeout_audit_id(t.request_id),
+                            t.request_id,
+                            t.timed_out_at,
+                            TIMEOUT_ACTION,
+                            Jsonb(_public_details(t.details)),
+                        )
+                        for t in ended
+                    ],
+                )
+            # Waiters (``?wait=``, event streams) on any replica wake and read the end.
+            await conn.execute(
+                "SELECT pg_notify(%s, n) FROM unnest(%s::text[]) AS n",
+                (PROGRESS_CHANNEL, [f"{t.request_id} {SETTLED_NOTICE}" for t in ended]),
+            )
+        return ended
+
+    async def audit_timeouts(
+        self,
+        *,
+        lock_key: int,
+        limit: int,
+        publish: Callable[[list[TimedOut]], Awaitable[set[uuid.UUID]]],
+    ) -> int | None:
+        """Publish the audit records of timeouts not yet audited; mark those the broker took.
+
+        Runs after the timeouts committed (an audit never describes a change that rolled back)
+        and again every round until the broker takes them, so an outage delays the records but
+        cannot lose them. The advisory lock keeps two replicas from publishing the same records
+        at once (a crash between publish and mark re-publishes the same event ids, which the
+        auditor keeps once). None when another replica holds the lock.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS locked", (lock_key,))
+            locked = await cur.fetchone()
+            if locked is None or not locked["locked"]:
+                return None
+            cur = await conn.execute(
+                "SELECT request_id, tenant_id, trace_id, stalled_at, result,"
+                " timed_out_at FROM gateway.requests"
+                " WHERE status = 'timed_out' AND timeout_audited_at IS NULL"
+                " ORDER BY timed_out_at LIMIT %s",
+                (limit,),
+            )
+            pending = [
+                TimedOut(
+                    request_id=row["request_id"],
+                    tenant_id=row["tenant_id"],
+                    trace_id=row["trace_id"],
+                    stalled_at=row["stalled_at"],
+                    reason=str((row["result"] or {}).get("reason", "")),
+                    timed_out_at=row["timed_out_at"],
+                )
+                for row in await cur.fetchall()
+            ]
+            if not pending:
+                return 0
+            published = await publish(pending)
+            if published:
+                await conn.execute(
+                    "UPDATE gateway.requests SET timeout_audited_at = now()"
+                    " WHERE request_id = ANY(%s)",
+                    (list(published),),
+                )
+            return len(published)
 
     async def apply_audit(self, events: Sequence[AuditRecorded]) -> None:
         """Append a batch of steps to the timeline and move each request's status forward.
@@ -143,8 +498,8 @@ class RequestRepository:
     async def get(self, request_id: uuid.UUID) -> dict[str, Any] | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT request_id, tenant_id, user_id, status, trace_id, result, created_at,"
-                " updated_at FROM gateway.requests WHERE request_id = %s",
+                f"SELECT {_REQUEST_COLUMNS} FROM gateway.requests"  # noqa: S608
+                " WHERE request_id = %s",
                 (request_id,),
             )
             return await cur.fetchone()
@@ -205,6 +560,7 @@ _PUBLIC_DETAIL_KEYS = frozenset(
         "index_version",
         "route",
         "verdict",
+        "stalled_at",
     }
 )
 

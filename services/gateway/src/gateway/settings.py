@@ -21,3 +21,10 @@ class GatewaySettings(ServiceSettings):
     sse_max_s: float = Field(
         default=120.0, gt=0, description="Longest a server-sent-events stream stays open."
     )
+    publish_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=5,
+        description="Longest a POST waits for the broker to take its request (and audit step)"
+        " before answering 503 with Retry-After.",
+    )

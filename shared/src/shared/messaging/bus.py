@@ -27,6 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from tenacity import (
     AsyncRetrying,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
@@ -62,15 +63,30 @@ HEADER_SCHEMA = "schema"
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors of the infrastructure (database, broker, network) rather than of the message."""
-    import psycopg
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    """Errors of the infrastructure (database, broker, network) rather than of the message.
 
+    Broker errors count when aiokafka marks them retriable (leader moves, a node not ready,
+    a request timing out), plus the connection and timeout errors it does not mark so:
+    ``NodeNotReadyError`` during an outage once reached callers as HTTP 500.
+    """
+    import psycopg
+    from aiokafka.errors import (
+        KafkaConnectionError,
+        KafkaError,
+        KafkaTimeoutError,
+        NodeNotReadyError,
+        RequestTimedOutError,
+    )
+
+    if isinstance(exc, KafkaError) and exc.retriable:
+        return True
     return isinstance(
         exc,
         psycopg.OperationalError
         | KafkaConnectionError
         | KafkaTimeoutError
+        | NodeNotReadyError
+        | RequestTimedOutError
         | TimeoutError
         | ConnectionError,
     )
@@ -172,22 +188,37 @@ class EventBus:
         group_id: str,
         max_records: int = 500,
     ) -> None:
-        """Consume ``topic`` in batches (for write-heavy projections such as the audit log)."""
+        """Consume ``topic`` in batches (for write-heavy projections such as the audit log).
+
+        ``handler(events)`` gets every decodable record of one poll; undecodable ones are
+        dead-lettered first, as in :meth:`subscribe`. The batch's offsets are committed only
+        once every record in it has been handled or dead-lettered, so a failing handler must
+        never cost more than the records that cause the failure:
+
+        - a transient failure (``is_transient``) is retried in place, then raised, so the whole
+          batch is rewound and redelivered: nothing is skipped;
+        - any other failure splits the batch: its records are handled one at a time, each with
+          the retry policy of :meth:`subscribe`, and only those that still fail are
+          dead-lettered, each with its own reason. One poisonous record costs only itself.
+
+        The handler must be idempotent (it is anyway: delivery is at-least-once): after a
+        split, or a rewind in the middle of one, records it already handled come again.
+        """
         event_type = EVENT_OF_TOPIC[topic]
 
         async def on_batch(msg: KafkaMessage) -> None:
             records = msg.raw_message
             batch = tuple(records) if isinstance(records, tuple | list) else (records,)
-            events = []
+            decoded: list[tuple[ConsumerRecord[Any, Any], Any]] = []
             spans = []
             for record in batch:
                 event = await self._decode_or_dead_letter(topic, event_type, record, group_id)
                 if event is not None:
-                    events.append(event)
+                    decoded.append((record, event))
                     spans.append(self._record_span(topic, record, group_id))
             try:
-                if events:
-                    await self._run(handler, events, topic, batch[0], group_id)
+                if decoded:
+                    await self._run_batch(handler, decoded, topic, group_id)
             finally:
                 for span in spans:
                     span.end()
@@ -201,6 +232,56 @@ class EventBus:
             description=f"{self.service} consumes {event_type.schema_name()} in batches",
             **options,
         )(on_batch)
+
+    async def _run_batch(
+        self,
+        handler: Callable[[Sequence[Any]], Awaitable[None]],
+        decoded: Sequence[tuple[ConsumerRecord[Any, Any], Any]],
+        topic: Topic,
+        group_id: str,
+    ) -> None:
+        """Handle a batch whole; on a non-transient failure, record by record."""
+        # Only transient failures are worth repeating for the whole batch: anything else is
+        # most likely one bad record, and the per-record pass below retries each record anyway.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
+            retry=retry_if_exception(is_transient),
+            reraise=True,
+        )
+        first = decoded[0][0]
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await handler([event for _, event in decoded])
+        except Exception as exc:
+            if is_transient(exc):
+                # Infrastructure is down: rewind the whole batch and try again later.
+                log.warning(
+                    "transient failure on a batch of %d from %s offset %s: %r",
+                    len(decoded),
+                    topic,
+                    first.offset,
+                    exc,
+                )
+                raise
+            log.warning(
+                "batch of %d from %s offset %s failed (%r); handling its records one at a time",
+                len(decoded),
+                topic,
+                first.offset,
+                exc,
+            )
+        else:
+            return
+
+        async def one(event: Any) -> None:
+            await handler((event,))
+
+        for record, event in decoded:
+            # Retries this record, dead-letters it if it still fails for a non-transient
+            # reason, and raises (rewinding the whole batch) if the failure is transient.
+            await self._run(one, event, topic, record, group_id)
 
     def _record_span(
         self, topic: Topic, record: ConsumerRecord[Any, Any], group_id: str
