@@ -13,7 +13,6 @@ from auditor.repository import PostgresAuditLog
 from auditor.settings import AuditorSettings
 from devstack.pytest_plugin import TopicProbe
 from shared.contracts import AuditRecorded, Topic
-from shared.db import open_pool
 from shared.messaging import EventBus
 from shared.settings import DatabaseSettings, KafkaSettings
 from shared.testing import eventually
@@ -31,7 +30,10 @@ async def _rows(url: str, request_id: uuid.UUID) -> list[tuple[str, str]]:
 
 
 async def test_records_are_chained_idempotent_and_verifiable(
-    kafka_settings: KafkaSettings, database_settings: DatabaseSettings, probe: TopicProbe
+    kafka_settings: KafkaSettings,
+    database_settings: DatabaseSettings,
+    probe: TopicProbe,
+    sandbox,
 ) -> None:
     settings = AuditorSettings(kafka=kafka_settings, database=database_settings)
     service = build_service(settings)
@@ -59,36 +61,34 @@ async def test_records_are_chained_idempotent_and_verifiable(
     assert [a for a, _ in rows] == [f"step.{i}" for i in range(5)], "one row per event, in order"
     assert dead[0]["headers"]["dlq_reason"] == "malformed_json"
 
-    pool = await open_pool(database_settings, name="verify")
-    try:
-        log = PostgresAuditLog(pool)
-        report = await log.verify()
-        assert report.ok, report.problems
-        # An attacker with database access edits a row (bypassing the append-only trigger).
-        async with pool.connection() as conn:
-            await conn.execute("SET session_replication_role = replica")
-            await conn.execute(
-                "UPDATE audit.records SET actor = 'mallory', record = replace(record, '\"actor\":\"u\"',"
-                " '\"actor\":\"mallory\"') WHERE request_id = %s AND action = 'step.2'",
-                (request_id,),
-            )
-            await conn.commit()
-        broken = await log.verify()
-        assert not broken.ok
-        assert any("altered" in p for p in broken.problems)
-    finally:
-        async with pool.connection() as conn:
-            await conn.execute("SET session_replication_role = replica")
-            await conn.execute("DELETE FROM audit.records WHERE request_id = %s", (request_id,))
-            await conn.execute(
-                "UPDATE audit.chain_head SET last_seq = coalesce((SELECT max(seq) FROM audit.records), 0),"
-                " last_hash = coalesce((SELECT hash FROM audit.records ORDER BY seq DESC LIMIT 1), repeat('0', 64))"
-            )
-            await conn.commit()
-        await pool.close()
+    log = PostgresAuditLog(sandbox.pool)
+    report = await log.verify()  # the whole chain, from the first row ever
+    assert report.ok, report.problems
+    assert report.whole_log
+    # An attacker with database access edits a row (bypassing the append-only trigger).
+    async with sandbox.pool.connection() as conn:
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "UPDATE audit.records SET actor = 'mallory', record = replace(record, '\"actor\":\"u\"',"
+            " '\"actor\":\"mallory\"') WHERE request_id = %s AND action = 'step.2'",
+            (request_id,),
+        )
+    broken = await log.verify(since=sandbox.started_at)
+    assert not broken.ok
+    assert any("altered" in p for p in broken.problems)
+    # The sandbox removes this test's rows (and the auditor's dlq.routed row) afterwards.
 
 
-async def test_application_cannot_update_or_delete(database_settings: DatabaseSettings) -> None:
+async def test_application_cannot_update_or_delete(
+    database_settings: DatabaseSettings, sandbox
+) -> None:
+    # The trigger fires per row: give it one, whatever earlier tests left in the table.
+    await sandbox.append(
+        [AuditRecorded(request_id=uuid.uuid4(), tenant_id="t", service="s", action="a", actor="u")]
+    )
     async with await psycopg.AsyncConnection.connect(database_settings.dsn) as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             await conn.execute("DELETE FROM audit.records WHERE true")
+        await conn.rollback()
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            await conn.execute("UPDATE audit.records SET actor = 'mallory'")

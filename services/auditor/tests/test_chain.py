@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from auditor.chain import GENESIS, canonical_record, link, verify_rows
+from auditor.chain import GENESIS, canonical_record, link, storable, storable_time, verify_rows
 from shared.contracts import AuditRecorded
 
 pytestmark = pytest.mark.unit
@@ -90,3 +92,51 @@ async def test_rewritten_hash_breaks_the_next_link() -> None:
     rows[1]["hash"] = link(rows[1]["prev_hash"], rows[1]["record"])
     report = await verify_rows(_iter(rows), head)
     assert any("seq 3" in p and "prev_hash" in p for p in report.problems)
+
+
+def _full_rows(n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows with every column the log stores, as PostgresAuditLog.verify reads them."""
+    rows, head = _rows(n)
+    for row in rows:
+        record = json.loads(row["record"])
+        row["subject_event_id"] = None
+        row["trace_id"] = None
+        row["details"] = record["details"]
+        row["occurred_at"] = datetime.fromisoformat(record["occurred_at"])
+    return rows, head
+
+
+async def test_every_column_is_checked_against_the_record() -> None:
+    rows, head = _full_rows(3)
+    assert (await verify_rows(_iter(rows), head)).ok
+    rows[0]["details"] = {"forged": True}
+    rows[1]["occurred_at"] = rows[1]["occurred_at"] + timedelta(seconds=1)
+    rows[2]["trace_id"] = "0" * 32
+    problems = (await verify_rows(_iter(rows), head)).problems
+    assert any("seq 1: column details" in p for p in problems)
+    assert any("seq 2: column occurred_at" in p for p in problems)
+    assert any("seq 3: column trace_id" in p for p in problems)
+
+
+async def test_a_walk_from_an_anchor_checks_the_rest_of_the_chain() -> None:
+    rows, head = _full_rows(5)
+    report = await verify_rows(_iter(rows[2:]), head, anchor=rows[1]["hash"])
+    assert report.ok, report.problems
+    assert (report.rows, report.first_seq, report.whole_log) == (3, 3, False)
+    wrong = await verify_rows(_iter(rows[2:]), head, anchor=rows[0]["hash"])
+    assert any("seq 3" in p and "prev_hash" in p for p in wrong.problems)
+
+
+async def test_an_empty_walk_still_checks_the_head() -> None:
+    rows, head = _full_rows(2)
+    assert (await verify_rows(_iter([]), head, anchor=rows[1]["hash"])).ok
+    report = await verify_rows(_iter([]), head, anchor=rows[0]["hash"])
+    assert any("chain head" in p for p in report.problems)
+
+
+def test_storable_replaces_nul_everywhere_and_keeps_the_rest() -> None:
+    assert storable({"a\x00": ["x\x00y", 1, None, {"k": "\x00"}]}) == {
+        "a\ufffd": ["x\ufffdy", 1, None, {"k": "\ufffd"}]
+    }
+    assert storable("plain") == "plain"
+    assert storable_time(datetime(2026, 1, 1)) == datetime(2026, 1, 1, tzinfo=UTC)
