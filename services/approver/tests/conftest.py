@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from approver.app import build_service
+from approver.settings import ApproverSettings
+from devstack.ports import free_port
+from devstack.seed import seed_demo_data
 from shared.auth import TokenService
 from shared.contracts import (
     ChatRequested,
@@ -17,7 +21,8 @@ from shared.contracts import (
     RiskLevel,
 )
 from shared.principal import Principal, StaffLevel
-from shared.settings import AuthSettings
+from shared.settings import AuthSettings, DatabaseSettings, KafkaSettings
+from shared.testing import serve_in_thread
 
 DraftFactory = Callable[..., DraftProduced]
 
@@ -115,3 +120,14 @@ def seed_tenant_orders(dsn: str, tenant: str) -> None:
             " FROM tools.orders WHERE tenant_id = 'harborpine' ON CONFLICT DO NOTHING",
             (tenant,),
         )
+
+
+@pytest.fixture
+def approver_url(
+    kafka_settings: KafkaSettings, database_settings: DatabaseSettings
+) -> Iterator[str]:
+    """A running approver (intake, API, inbox, executor) on a loopback port of its own."""
+    seed_demo_data(database_settings.dsn)
+    settings = ApproverSettings(kafka=kafka_settings, database=database_settings)
+    with serve_in_thread(build_service(settings).http_app(), free_port()) as url:
+        yield url

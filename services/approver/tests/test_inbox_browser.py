@@ -7,21 +7,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from faststream.kafka import KafkaBroker
 
-from approver.app import build_service
-from approver.settings import ApproverSettings
-from devstack.ports import free_port
-from devstack.seed import seed_demo_data
 from shared.contracts import DraftProduced, Topic
 from shared.messaging import EventBus
-from shared.settings import DatabaseSettings, HttpSettings, KafkaSettings
+from shared.settings import DatabaseSettings, KafkaSettings
 
 from .conftest import DraftFactory, seed_tenant_orders
 
@@ -49,32 +43,6 @@ def _browser_or_fail() -> str:
             pytrace=False,
         )
     return path
-
-
-@pytest.fixture
-async def approver_url(
-    kafka_settings: KafkaSettings, database_settings: DatabaseSettings
-) -> AsyncIterator[str]:
-    seed_demo_data(database_settings.dsn)
-    port = free_port()
-    settings = ApproverSettings(
-        kafka=kafka_settings, database=database_settings, http=HttpSettings(port=port)
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            build_service(settings).http_app(), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _playwright() -> Any:

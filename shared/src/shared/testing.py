@@ -8,11 +8,19 @@ pytest walks ``shared/tests``: otherwise pytest's importlib mode would register 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
+import threading
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
 
 from shared.contracts import ChatRequested
 from shared.principal import Principal, StaffLevel
@@ -49,3 +57,70 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {probe!r}")
         await asyncio.sleep(every)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: ASGIApp, port: int, *, timeout: float = 60.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a thread with its own event loop.
+
+    For synchronous clients (schemathesis, requests) that would block the test's own loop:
+    the app's lifespan (pools, broker) runs on the server's loop, not the caller's.
+    """
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the server on port {port} stopped while starting")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server on port {port} did not start in {timeout}s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def schemathesis_run(
+    url: str, *, token: str, max_examples: int = 50, seed: int = 20261129, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the schemathesis CLI against the OpenAPI document served at ``url``.
+
+    Every check (server errors, status codes, content types, headers and bodies conforming to
+    the document, negative data rejected, ...), valid and invalid generated requests,
+    ``max_examples`` per operation and phase, one worker, a fixed seed: the same run every
+    time, bounded in time. The CLI is the tool's maintained interface (its pytest plugin
+    does not load under pytest 9); its report is what the assertion prints.
+    """
+    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "all",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--max-examples",
+            str(max_examples),
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--workers",
+            "1",
+            "--seed",
+            str(seed),
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--request-timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

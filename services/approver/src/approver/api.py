@@ -21,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.contracts import AuditOutcome, ExecutionResult, RiskLevel, Signoff
+from shared.http_api import CleanText, error_responses
 from shared.messaging import NIL_REQUEST_ID, EventBus
 from shared.principal import Principal, StaffLevel
 
@@ -40,13 +41,13 @@ B = TypeVar("B", bound=BaseModel)
 class ApproveBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(default="", max_length=1000, description="Why (optional).")
+    reason: CleanText = Field(default="", max_length=1000, description="Why (optional).")
 
 
 class RejectBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(min_length=3, max_length=1000, description="Why (required).")
+    reason: CleanText = Field(min_length=3, max_length=1000, description="Why (required).")
 
 
 class ApprovalView(BaseModel):
@@ -120,6 +121,9 @@ class ApprovalList(BaseModel):
     limit: int
     offset: int
 
+
+#: Deepest page offset served; filter by status, tool or request instead of paging further.
+MAX_OFFSET = 100_000
 
 StatusFilter = Literal["pending", "approved", "executed", "failed", "rejected", "expired", "all"]
 
@@ -248,17 +252,22 @@ def build_router(
         (view,) = await views([transition.approval], principal)
         return view
 
-    @router.get("", summary="Approvals of my tenant (pending by default)")
+    @router.get(
+        "",
+        summary="Approvals of my tenant (pending by default)",
+        responses=error_responses(401, 403, 422, 503),
+    )
     async def list_approvals(
         principal: Annotated[Principal, Depends(staff)],
         status: StatusFilter = "pending",
-        tool: Annotated[str | None, Query(max_length=64)] = None,
+        tool: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = None,
         request_id: uuid.UUID | None = None,
         actionable: Annotated[
             bool, Query(description="Only those I may approve or reject now.")
         ] = False,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        # Bounded: a deep offset is a full scan, and a huge one overflowed bigint (a 500).
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> ApprovalList:
         query = ApprovalQuery(
             status=None if status == "all" else ApprovalStatus(status),
@@ -272,7 +281,11 @@ def build_router(
             items = [v for v in items if v.can_decide]
         return ApprovalList(items=items, limit=limit, offset=offset)
 
-    @router.get("/{draft_id}", summary="One approval with its sign-offs")
+    @router.get(
+        "/{draft_id}",
+        summary="One approval with its sign-offs",
+        responses=error_responses(401, 403, 404, 422, 503),
+    )
     async def get_approval(
         draft_id: uuid.UUID, principal: Annotated[Principal, Depends(staff)]
     ) -> ApprovalView:
@@ -311,13 +324,18 @@ def build_router(
     return router
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No valid bearer token"},
-    403: {"description": "Not an approver of this action (level, self-approval, role)"},
-    404: {"description": "No such approval in your tenant"},
-    409: {"description": "Already decided, expired, or already signed by you"},
-    422: {"description": "Invalid body"},
-}
+_ERRORS = error_responses(
+    401,
+    403,
+    404,
+    409,
+    413,
+    422,
+    503,
+    s403="Not an approver of this action (level, self-approval, role)",
+    s404="No such approval in your tenant",
+    s409="Already decided, expired, or already signed by you",
+)
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
