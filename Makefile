@@ -9,7 +9,7 @@ SPLIT ?= train
 # as the stack being recovered has.
 GATEWAYS ?=
 
-.PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test asyncapi clean
+.PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test reliability dlq asyncapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -55,6 +55,12 @@ format: install ## Apply ruff formatting and fixes
 
 typecheck: install ## mypy --strict over the packages
 	$(RUN) mypy shared/src services/*/src deploy/devstack/src evals/src
+
+reliability: install ## Load, SIGKILLs, a database crash, poison and adversarial requests; every request ends, no wrong effect (~12 min)
+	$(RUN) python -m evals.reliability $(ARGS)
+
+dlq: install ## What sits on the dead-letter topics (ARGS="replay --ref topic:partition:offset" to replay)
+	$(RUN) platform-dlq $(or $(ARGS),list)
 
 fault-test: install ## SIGKILL the approver/executor 50+ times; every approved action has exactly one effect
 	$(RUN) pytest services/approver/tests/test_fault_injection.py -q -s

@@ -47,3 +47,19 @@ def test_questions_about_an_action_are_not_requests(message: str) -> None:
 def test_a_request_without_what_it_needs_names_what_is_missing() -> None:
     intent = detect_intent("Please refund my tent, it leaks.", user_id="casey")
     assert intent is not None and intent.missing == ("order_id", "amount")
+
+
+@pytest.mark.parametrize(
+    ("message", "target"),
+    [
+        ("Could you reset my password?", "casey"),
+        ("Please reset the password of sam.customer, I am helping him.", "sam.customer"),
+        ("Please reset the password for user tara.customer", "tara.customer"),
+        ("I'm locked out of my account, please reset my password.", "casey"),
+    ],
+)
+def test_a_reset_targets_the_account_the_user_names(message: str, target: str) -> None:
+    """The named account, not silently the requester's; the tool's check then decides."""
+    intent = detect_intent(message, user_id="casey")
+    assert intent is not None and intent.tool == "reset_password"
+    assert intent.arguments["user_id"] == target

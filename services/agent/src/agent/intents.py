@@ -18,6 +18,20 @@ from shared.contracts import RiskLevel
 __all__ = ["Intent", "Lookup", "amount_in", "detect_intent", "detect_lookup", "is_action_request"]
 
 _ORDER = re.compile(r"\b((?:HP|TW|ORD)-?\d{3,})\b", re.IGNORECASE)
+#: An account named as the target of a password reset ("the password of sam.customer",
+#: "sam.customer's password"): the reset then targets that account, and the tool's ownership
+#: check decides (a customer may not; staff may, within their tenant). Without it, the
+#: reset would silently target the requester instead of the account they named.
+_NAMED_ACCOUNT = re.compile(
+    r"(?:password|account)\s+(?:of|for)\s+(?:(?:the\s+)?(?:user|customer|account)\s+)?"
+    r"(?P<a>[a-z0-9][a-z0-9._@-]{1,127})"
+    r"|(?P<b>[a-z0-9][a-z0-9._@-]{1,127})'s\s+(?:password|account)",
+    re.IGNORECASE,
+)
+_NOT_AN_ACCOUNT = frozenset(
+    {"my", "me", "mine", "the", "your", "his", "her", "our", "their", "this", "that", "it"}
+    | {"a", "an", "user", "customer", "account"}
+)
 _AMOUNT = re.compile(
     r"(?:(?P<sym>[€$£])\s?(?P<a1>\d{1,6}(?:[.,]\d{1,2})?))"
     r"|(?:(?P<a2>\d{1,6}(?:[.,]\d{1,2})?)\s?(?P<cur>eur|euros?|€|usd|dollars?|\$|gbp|£))",
@@ -139,7 +153,7 @@ def detect_intent(message: str, *, user_id: str) -> Intent | None:
             missing.append("amount")
         args["reason"] = summary
     elif tool == "reset_password":
-        args["user_id"] = user_id
+        args["user_id"] = _named_account(message) or user_id
         args["reason"] = summary
     elif tool == "create_ticket":
         order = _ORDER.search(message)
@@ -150,6 +164,14 @@ def detect_intent(message: str, *, user_id: str) -> Intent | None:
     else:
         args["reason"] = summary
     return Intent(tool, args, _RISK[tool], tuple(missing))
+
+
+def _named_account(message: str) -> str | None:
+    for match in _NAMED_ACCOUNT.finditer(message):
+        name = (match.group("a") or match.group("b")).rstrip(".,;:!?")
+        if name.lower() not in _NOT_AN_ACCOUNT:
+            return name
+    return None
 
 
 def amount_in(message: str) -> tuple[str, str] | None:

@@ -1,0 +1,1 @@
+"""``make reliability``: sustained load and faults against a local stack (see ``__main__``)."""
