@@ -10,7 +10,6 @@ import pytest
 
 from approver.app import build_service
 from approver.settings import ApproverSettings
-from devstack.ports import free_port
 from devstack.seed import seed_demo_data
 from shared.auth import TokenService
 from shared.contracts import (
@@ -129,5 +128,5 @@ def approver_url(
     """A running approver (intake, API, inbox, executor) on a loopback port of its own."""
     seed_demo_data(database_settings.dsn)
     settings = ApproverSettings(kafka=kafka_settings, database=database_settings)
-    with serve_in_thread(build_service(settings).http_app(), free_port()) as url:
+    with serve_in_thread(build_service(settings).http_app()) as url:
         yield url

@@ -15,36 +15,9 @@ from auditor.verification import verify_log
 from shared.contracts import AuditRecorded
 from shared.settings import DatabaseSettings
 
-pytestmark = pytest.mark.integration
+from .paths import ACCEPTED, AUTO, CHAT_ACTION, CHAT_ANSWER, CHAT_BLOCKED, EXECUTED, MCP_ACTION
 
-# The steps of each path, as the services emit them (see auditor.expectations).
-ACCEPTED = ["gateway:request.accepted"]
-CHAT_ANSWER = [
-    "retriever:guardrail.input",
-    "retriever:retrieval.completed",
-    "agent:agent.routed",
-    "agent:guardrail.citations",
-    "agent:guardrail.output",
-    "agent:draft.produced",
-]
-CHAT_BLOCKED = ["retriever:guardrail.input", "agent:guardrail.input", "agent:draft.produced"]
-CHAT_ACTION = [
-    "retriever:guardrail.input",
-    "retriever:retrieval.completed",
-    "agent:agent.routed",
-    "agent:guardrail.tool",
-    "agent:tool.proposed",
-    "agent:draft.produced",
-]
-MCP_ACTION = ["agent:guardrail.tool", "agent:tool.proposed", "agent:draft.produced"]
-AUTO = ["approver:draft.auto_approved"]
-EXECUTED = [
-    "approver:approval.pending",
-    "approver:approval.signed",
-    "approver:approval.signed",
-    "approver:approval.approved",
-    "approver:approval.executed",
-]
+pytestmark = pytest.mark.integration
 
 
 def saga(request_id: uuid.UUID, steps: Sequence[str]) -> list[AuditRecorded]:

@@ -12,32 +12,18 @@ import pytest
 from auditor.completeness import _reconcile
 from auditor.expectations import CHECKED_STATUSES, Origin, Step, check_saga, paths_for
 
-pytestmark = pytest.mark.unit
+from .paths import (
+    ACCEPTED,
+    APPROVED,
+    AUTO,
+    CHAT_ACTION,
+    CHAT_ANSWER,
+    CHAT_BLOCKED,
+    MCP_ACTION,
+    PENDING,
+)
 
-# Written out from the emitters (gateway api, retriever handlers, agent handlers/toolgate,
-# approver handlers/domain/executor/sweeper), not from auditor.expectations.
-ACCEPTED = ["gateway:request.accepted"]
-CHAT_ANSWER = [
-    "retriever:guardrail.input",
-    "retriever:retrieval.completed",
-    "agent:agent.routed",
-    "agent:guardrail.citations",
-    "agent:guardrail.output",
-    "agent:draft.produced",
-]
-CHAT_BLOCKED = ["retriever:guardrail.input", "agent:guardrail.input", "agent:draft.produced"]
-CHAT_ACTION = [
-    "retriever:guardrail.input",
-    "retriever:retrieval.completed",
-    "agent:agent.routed",
-    "agent:guardrail.tool",
-    "agent:tool.proposed",
-    "agent:draft.produced",
-]
-MCP_ACTION = ["agent:guardrail.tool", "agent:tool.proposed", "agent:draft.produced"]
-AUTO = ["approver:draft.auto_approved"]
-PENDING = ["approver:approval.pending"]
-APPROVED = [*PENDING, "approver:approval.signed", "approver:approval.approved"]
+pytestmark = pytest.mark.unit
 
 
 def pairs(steps: Sequence[str]) -> set[tuple[str, str]]:

@@ -28,12 +28,6 @@ from gateway.settings import GatewaySettings
 from shared.auth import TokenService
 from shared.contracts import (
     ChatRequested,
-    ContextRetrieved,
-    Decision,
-    DraftDecided,
-    DraftKind,
-    DraftProduced,
-    RetrievalStats,
     Topic,
     derive_event_id,
 )
@@ -41,6 +35,8 @@ from shared.service import Service
 from shared.settings import AuthSettings, DatabaseSettings, KafkaSettings, SagaSettings
 from shared.telemetry import RateLimitFilter
 from shared.testing import eventually
+
+from .builders import decided
 
 pytestmark = pytest.mark.integration
 
@@ -126,31 +122,6 @@ def _auth(user: str) -> dict[str, str]:
         user_id=user, tenant_id="harborpine", roles=("customer",), level="none"
     )
     return {"Authorization": f"Bearer {token}"}
-
-
-def _answer(chat: ChatRequested) -> DraftDecided:
-    retrieved = ContextRetrieved(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        request=chat,
-        stats=RetrievalStats(candidates=0, latency_ms=1, index_version="v", embedding_model="m"),
-    )
-    draft = DraftProduced(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        request=chat,
-        kind=DraftKind.ANSWER,
-        answer="Back online.",
-        model="m",
-        retrieved_event_id=retrieved.event_id,
-    )
-    return DraftDecided(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        draft=draft,
-        decision=Decision.AUTO_APPROVED,
-        policy="p",
-    )
 
 
 async def test_broker_outage_answers_503_fast_and_everything_resumes_without_restart(
@@ -243,7 +214,7 @@ async def test_broker_outage_answers_503_fast_and_everything_resumes_without_res
 
             # The consumers came back too: a decision published now reaches the projection.
             chat = ChatRequested.model_validate(published[0]["body"])
-            await service.bus.publish(Topic.APPROVED, _answer(chat))
+            await service.bus.publish(Topic.APPROVED, decided(chat, answer="Back online."))
 
             async def answered() -> dict[str, Any] | None:
                 view = await client.get(f"/v1/requests/{request_id}", headers=_auth(user))

@@ -32,12 +32,6 @@ from shared.auth import TokenService
 from shared.contracts import (
     AuditRecorded,
     ChatRequested,
-    ContextRetrieved,
-    Decision,
-    DraftDecided,
-    DraftKind,
-    DraftProduced,
-    RetrievalStats,
     Topic,
     derive_event_id,
 )
@@ -46,6 +40,8 @@ from shared.principal import Principal
 from shared.service import Service
 from shared.settings import AuthSettings, DatabaseSettings, KafkaSettings, SagaSettings
 from shared.testing import eventually
+
+from .builders import decided
 
 pytestmark = pytest.mark.integration
 
@@ -329,31 +325,6 @@ async def test_an_unpublished_request_without_a_key_times_out_at_the_gateway(
     assert not [m for m in probe.on("request") if m["body"]["request_id"] == request_id]
 
 
-def _decided(chat: ChatRequested) -> DraftDecided:
-    retrieved = ContextRetrieved(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        request=chat,
-        stats=RetrievalStats(candidates=0, latency_ms=1, index_version="v", embedding_model="m"),
-    )
-    draft = DraftProduced(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        request=chat,
-        kind=DraftKind.ANSWER,
-        answer="Too late.",
-        model="m",
-        retrieved_event_id=retrieved.event_id,
-    )
-    return DraftDecided(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        draft=draft,
-        decision=Decision.AUTO_APPROVED,
-        policy="p",
-    )
-
-
 async def test_a_pending_approval_times_out_at_its_own_deadline_and_stays_timed_out(
     cluster: Cluster, probe: TopicProbe
 ) -> None:
@@ -407,7 +378,7 @@ async def test_a_pending_approval_times_out_at_its_own_deadline_and_stays_timed_
         principal=Principal(user_id=user, tenant_id="harborpine", roles=("customer",)),
         message="Refund 20 EUR on HP-1",
     )
-    await repository.apply_decision(_decided(chat), None)
+    await repository.apply_decision(decided(chat, answer="Too late."), None)
     await repository.apply_audit([step("retrieval.completed", "retriever")])
     after = await cluster.row(request_id)
     assert after is not None

@@ -19,49 +19,13 @@ from gateway.status import (
 from shared.contracts import (
     AuditRecorded,
     ChatRequested,
-    ContextRetrieved,
     Decision,
-    DraftDecided,
     DraftKind,
-    DraftProduced,
-    ExecutionResult,
-    RetrievalStats,
 )
 
+from .builders import decided
+
 pytestmark = pytest.mark.unit
-
-
-def _decided(
-    chat: ChatRequested, kind: DraftKind, decision: Decision, ok: bool | None = None
-) -> DraftDecided:
-    retrieved = ContextRetrieved(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        request=chat,
-        stats=RetrievalStats(candidates=0, latency_ms=0, index_version="v", embedding_model="m"),
-    )
-    draft = DraftProduced(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        request=chat,
-        kind=kind,
-        answer="a",
-        model="m",
-        retrieved_event_id=retrieved.event_id,
-    )
-    execution = (
-        None
-        if ok is None
-        else ExecutionResult(status="succeeded" if ok else "failed", idempotency_key="k")
-    )
-    return DraftDecided(
-        request_id=chat.request_id,
-        tenant_id=chat.tenant_id,
-        draft=draft,
-        decision=decision,
-        policy="p",
-        execution=execution,
-    )
 
 
 @pytest.mark.parametrize(
@@ -79,7 +43,7 @@ def _decided(
 def test_decisions(
     chat: ChatRequested, kind: DraftKind, decision: Decision, ok: bool | None, status: RequestStatus
 ) -> None:
-    assert status_of_decision(_decided(chat, kind, decision, ok)) is status
+    assert status_of_decision(decided(chat, kind, decision, executed=ok)) is status
     assert status in SETTLED
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 import threading
@@ -60,8 +61,9 @@ async def eventually(
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: ASGIApp, port: int, *, timeout: float = 60.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a thread with its own event loop.
+def serve_in_thread(app: ASGIApp, port: int = 0, *, timeout: float = 60.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` (0: any free port) in a thread with
+    its own event loop; yields the base URL.
 
     For synchronous clients (schemathesis, requests) that would block the test's own loop:
     the app's lifespan (pools, broker) runs on the server's loop, not the caller's.
@@ -78,8 +80,9 @@ def serve_in_thread(app: ASGIApp, port: int, *, timeout: float = 60.0) -> Iterat
         if time.monotonic() > deadline:
             raise TimeoutError(f"the server on port {port} did not start in {timeout}s")
         time.sleep(0.05)
+    bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -124,3 +127,17 @@ def schemathesis_run(
         timeout=timeout,
         check=False,
     )
+
+
+def assert_conforms(app: ASGIApp, *, token: str, max_examples: int = 40) -> None:
+    """Serve ``app`` and fail unless schemathesis finds nothing against its OpenAPI document.
+
+    Also fails when the run generated fewer than 100 requests: a run that tested nothing
+    must not pass.
+    """
+    with serve_in_thread(app) as url:
+        run = schemathesis_run(url, token=token, max_examples=max_examples)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    generated = re.search(r"(\d+) generated", run.stdout)
+    assert generated, run.stdout[-3000:]
+    assert int(generated.group(1)) >= 100, run.stdout[-3000:]

@@ -35,19 +35,23 @@ async def kill_rounds(
 
     Nothing restarts them but supervisord: the harness only kills and watches.
     """
+
+    async def back(name: str, pid: int, at: float) -> None:
+        await asyncio.to_thread(stack.wait_running, name, new_pid_than=pid, timeout=60)
+        log.back_after_s.setdefault(name, []).append(round(time.monotonic() - at, 2))
+        await asyncio.to_thread(stack.wait_healthy, [name], timeout=120)
+        log.healthy_after_s.setdefault(name, []).append(round(time.monotonic() - at, 2))
+
     for _ in range(rounds):
-        killed: dict[str, tuple[int, float]] = {}
+        # Each program is watched from the moment it is killed, on its own: watching after
+        # the round's last kill, or one after the other, would charge each for the others.
+        watching = []
         for name in programs:
             pid = stack.kill(name, signal.SIGKILL)
-            killed[name] = (pid, time.monotonic())
+            watching.append(asyncio.create_task(back(name, pid, time.monotonic())))
             log.kills[name] = log.kills.get(name, 0) + 1
             await asyncio.sleep(spacing_s)
-        for name, (pid, at) in killed.items():
-            await asyncio.to_thread(stack.wait_running, name, new_pid_than=pid, timeout=60)
-            log.back_after_s.setdefault(name, []).append(round(time.monotonic() - at, 2))
-        for name, (_, at) in killed.items():
-            await asyncio.to_thread(stack.wait_healthy, [name], timeout=120)
-            log.healthy_after_s.setdefault(name, []).append(round(time.monotonic() - at, 2))
+        await asyncio.gather(*watching)
 
 
 async def restart_database(stack: LocalStack) -> float:
