@@ -47,7 +47,14 @@ from shared.auth import TokenService
 from shared.messaging.dead_letters import list_dead_letters
 from shared.settings import AuthSettings, DatabaseSettings, KafkaSettings
 
-from .checks import audit_verify, effects, l2_leaks, l2_only_documents, requests_without_end
+from .checks import (
+    audit_verify,
+    backlog_drained,
+    effects,
+    l2_leaks,
+    l2_only_documents,
+    requests_without_end,
+)
 from .faults import KillLog, kill_rounds, poison_every_topic, restart_database
 from .load import TERMINAL, Ask, LoadGenerator, Outcome
 
@@ -220,7 +227,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report |= await _run_phases(stack, args)
     finally:
         report["restarts"] = {n: stack.restarts(n) for n in stack.program_names()}
-        await asyncio.to_thread(stack.down)
+        if args.keep:
+            print(f"-- the stack stays up for a look: {state} (stop it with --stop)")
+        else:
+            await asyncio.to_thread(stack.down)
         report["total_s"] = round(time.monotonic() - started, 1)
     return report
 
@@ -262,7 +272,12 @@ async def _run_phases(stack: LocalStack, args: argparse.Namespace) -> dict[str, 
             rate=args.rate,
             duration_s=3600,
             during=lambda: kill_rounds(
-                stack, KILLED, rounds=args.kill_rounds, spacing_s=2.0, log=kills
+                stack,
+                KILLED,
+                rounds=args.kill_rounds,
+                spacing_s=2.0,
+                log=kills,
+                drained=lambda: backlog_drained(dsn),
             ),
         )
         report["kills"] = {"requests": len(killed), **asdict(kills), "latency": _latency(killed)}
@@ -328,6 +343,12 @@ async def _run_phases(stack: LocalStack, args: argparse.Namespace) -> dict[str, 
             "not_accepted": sum(not o.accepted for o in outcomes),
             "retried": sum(o.attempts > 1 for o in outcomes),
             "timed_out": ends.get("timed_out", 0),
+            # Where each timed-out saga stalled, and in which phase it was sent.
+            "timed_out_stalled_at": _count(
+                f"{o.phase}: {(o.result or {}).get('stalled_at')}"
+                for o in outcomes
+                if o.status == "timed_out"
+            ),
         }
         report["adversarial"] = {
             "requests": len(adversarial),
@@ -372,6 +393,8 @@ def verdicts(report: dict[str, Any]) -> dict[str, bool]:
         "every accepted request ended": requests.get("without_end", 1) == 0
         and not report.get("gateway_rows_without_end"),
         "every request was accepted (clients retried)": requests.get("not_accepted", 1) == 0,
+        "none timed out (faults delayed requests, none was lost)": requests.get("timed_out", 1)
+        == 0,
         "no effect outside ownership, invariants or approval; each exactly once": not report.get(
             "effects", {}
         ).get("violations", [1]),
@@ -399,9 +422,18 @@ def main() -> None:
     parser.add_argument("--adversarial", type=int, default=100)
     parser.add_argument("--answer-deadline-s", type=float, default=60.0)
     parser.add_argument(
+        "--keep", action="store_true", help="Leave the stack running afterwards (to look into it)."
+    )
+    parser.add_argument(
         "--report", type=Path, default=REPO / "reliability-report.json", help="JSON report."
     )
+    parser.add_argument(
+        "--stop", action="store_true", help="Stop a stack left by --keep, then exit."
+    )
     args = parser.parse_args()
+    if args.stop:
+        LocalStack(StackConfig(state_dir=REPO / ".stack-reliability")).down()
+        return
     if args.steady_s < 60:
         parser.error("--steady-s must be at least 60 (first and last minute are compared)")
     report = asyncio.run(run(args))

@@ -18,6 +18,7 @@ from approver.reconcile import effect_violations
 
 __all__ = [
     "audit_verify",
+    "backlog_drained",
     "effects",
     "l2_leaks",
     "l2_only_documents",
@@ -49,6 +50,21 @@ async def requests_without_end(dsn: str, terminal: Iterable[str]) -> dict[str, i
             (sorted(terminal),),
         )
         return {r["status"]: r["n"] for r in await cur.fetchall()}
+
+
+async def backlog_drained(dsn: str, *, older_than_s: float = 5.0) -> bool:
+    """No request has waited longer than ``older_than_s`` for the retriever or the agent."""
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, connect_timeout=2) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM gateway.requests WHERE status IN ('accepted', 'retrieved')"
+                " AND created_at < now() - make_interval(secs => %s)",
+                (older_than_s,),
+            )
+            row = await cur.fetchone()
+    except psycopg.OperationalError:
+        return False
+    return row is not None and row[0] == 0
 
 
 async def effects(dsn: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import signal
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -21,6 +22,9 @@ __all__ = ["KillLog", "kill_rounds", "poison_every_topic", "restart_database"]
 @dataclass
 class KillLog:
     kills: dict[str, int] = field(default_factory=dict)
+    #: Seconds from a round's first kill until no request was left waiting on a step (the
+    #: backlog the restarts built up is drained): the next round starts only then.
+    drained_after_s: list[float] = field(default_factory=list)
     #: Seconds from each SIGKILL until the program ran again with a new pid (supervisord).
     back_after_s: dict[str, list[float]] = field(default_factory=dict)
     #: Seconds until the restarted service answered /healthz again (consumer group joined).
@@ -28,12 +32,24 @@ class KillLog:
 
 
 async def kill_rounds(
-    stack: LocalStack, programs: list[str], *, rounds: int, spacing_s: float, log: KillLog
+    stack: LocalStack,
+    programs: list[str],
+    *,
+    rounds: int,
+    spacing_s: float,
+    log: KillLog,
+    drained: Callable[[], Awaitable[bool]],
+    drain_timeout_s: float = 120.0,
 ) -> None:
     """SIGKILL each program ``rounds`` times; within a round one after the other, ``spacing_s``
-    apart, then wait for all of them to be healthy again before the next round.
+    apart, then wait until all of them are healthy again *and* ``drained()`` says the backlog
+    they left is worked off, before the next round.
 
-    Nothing restarts them but supervisord: the harness only kills and watches.
+    Healthy is not recovered: a restarted retriever answers /healthz as soon as its index is
+    open, then works through every request that arrived while it was down. Killing again
+    before that (as a first version of this harness did) measures how long a backlog can be
+    kept from draining, and times requests out that a real outage of this kind would not.
+    Nothing restarts the programs but supervisord: the harness only kills and watches.
     """
 
     async def back(name: str, pid: int, at: float) -> None:
@@ -46,12 +62,19 @@ async def kill_rounds(
         # Each program is watched from the moment it is killed, on its own: watching after
         # the round's last kill, or one after the other, would charge each for the others.
         watching = []
+        first_kill = time.monotonic()
         for name in programs:
             pid = stack.kill(name, signal.SIGKILL)
             watching.append(asyncio.create_task(back(name, pid, time.monotonic())))
             log.kills[name] = log.kills.get(name, 0) + 1
             await asyncio.sleep(spacing_s)
         await asyncio.gather(*watching)
+        deadline = time.monotonic() + drain_timeout_s
+        while time.monotonic() < deadline:
+            if await drained():
+                break
+            await asyncio.sleep(0.5)
+        log.drained_after_s.append(round(time.monotonic() - first_kill, 2))
 
 
 async def restart_database(stack: LocalStack) -> float:
