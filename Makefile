@@ -9,7 +9,7 @@ SPLIT ?= train
 # as the stack being recovered has.
 GATEWAYS ?=
 
-.PHONY: help install up down status demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test reliability dlq asyncapi clean
+.PHONY: help install up down status token publish follow-audit ctl demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test reliability dlq asyncapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -28,6 +28,18 @@ down: ## Stop exactly what `make up` started
 
 status: ## State, pid, uptime, restarts, memory and health of each program (fails if one is down)
 	$(RUN) devstack status
+
+token: ## Print a development token (default casey.customer; ARGS="--user ana --role support --level L2")
+	@$(RUN) devstack token $(ARGS)
+
+publish: ## Publish a question to `request` as an upstream system would (ARGS='"your question"')
+	$(RUN) python docs/examples/publish_request.py $(or $(ARGS),"How many days do I have to return an item?")
+
+follow-audit: ## Follow the `audit` topic as a compliance subscriber (ARGS="--limit 20")
+	$(RUN) python docs/examples/follow_audit.py $(or $(ARGS),--limit 20)
+
+ctl: ## supervisorctl on the local stack (ARGS="status", "restart retriever", "tail -f agent")
+	$(RUN) supervisorctl -c .stack/supervisord.conf $(or $(ARGS),status)
 
 demo: ## Send the demo questions through the running stack
 	$(RUN) devstack demo
@@ -63,10 +75,15 @@ dlq: install ## What sits on the dead-letter topics (ARGS="replay --ref topic:pa
 	$(RUN) platform-dlq $(or $(ARGS),list)
 
 fault-test: install ## SIGKILL the approver/executor 50+ times; every approved action has exactly one effect
-	$(RUN) pytest services/approver/tests/test_fault_injection.py -q -s
+	FAULT_TEST_MIN_KILLS=50 $(RUN) pytest services/approver/tests/test_fault_injection.py -q -s
 
-eval: install ## Evaluate the platform end to end against a throw-away stack
-	$(RUN) python -m evals.run
+# Another knowledge base and dataset for `make eval` (empty: deploy/knowledge-base and
+# evals/dataset.jsonl); ARGS passes the rest (--update-baseline, --min-pass-rate, --tolerance, ...).
+KB ?=
+DATASET ?=
+
+eval: install ## Eval case by case on a throw-away stack, gated on evals/baseline.json (KB=dir DATASET=file ARGS=--update-baseline)
+	$(RUN) python -m evals.run $(if $(KB),--knowledge-base $(KB)) $(if $(DATASET),--dataset $(DATASET)) $(ARGS)
 
 bench-saga: install ## Saga latency and throughput through the running stack vs in-process floor (ARGS=--repeat: cached)
 	$(RUN) python -m evals.bench_saga $(ARGS)

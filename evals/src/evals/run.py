@@ -1,157 +1,252 @@
-"""``make eval``: the platform end to end on a throw-away stack, scored on the KB's questions.
+"""``make eval``: the platform end to end on a throw-away stack, case by case, gated.
 
-Every question of ``deploy/knowledge-base/eval-questions.jsonl`` is asked over HTTP as its
-principal (tenant, roles, level). Scores:
+Every case of the dataset (default ``evals/dataset.jsonl``) is asked over HTTP as its
+principal, against a stack that ingested the knowledge base (default
+``deploy/knowledge-base``), at most ``--concurrency`` at a time. Each case gets a verdict with
+its reasons; scores per kind and overall are compared with the committed baseline
+(``evals/baseline.json``) and the gate decides:
 
-- **grounded answers**: answerable questions answered with a citation of an expected document;
-- **refusals**: out-of-scope questions refused;
-- **permission leaks**: chunks of a document the principal may not read, anywhere in what the
-  retriever handed on (must be 0);
-- **actions**: requests for action that end pending approval with the expected tool;
-- latency of the whole saga (p50 / p95).
+- the overall pass rate must be at least ``--min-pass-rate``;
+- no permission leak, ever;
+- no quality score may fall by more than ``--tolerance`` against the baseline
+  (``--update-baseline`` writes a new baseline on purpose instead).
 
-The report is printed and written to ``evals/reports/eval-<time>.json``.
+Writes ``eval-report.md`` and ``eval-report.json`` at the repository root. Exit status: 0 the
+gate passed, 1 it failed, 2 the eval could not run. docs/evaluation.md explains every score.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import sys
 import time
-from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
-import numpy as np
-
-from devstack.pytest_plugin import TopicProbe
 from devstack.stack import LocalStack
+from retriever.settings import RetrieverSettings
 from shared.auth import TokenService
-from shared.settings import AuthSettings, KafkaSettings
+from shared.settings import AuthSettings
 
+from .asking import Asker, Reply
+from .baseline import load_baseline, make_baseline
+from .dataset import Case, load_dataset
+from .evaluation import evaluate
+from .gate import GateRules
+from .observation import Observation, observe
+from .permissions import AccessOracle
+from .pricing import ModelUsage, load_prices
+from .report import EvalReport, RunInfo
+from .report_writer import write_reports
+from .saga_record import SagaRecord
 from .stack import throwaway_stack
+from .trace_usage import collect_usage
 
 REPO = Path(__file__).resolve().parents[3]
-QUESTIONS = REPO / "deploy" / "knowledge-base" / "eval-questions.jsonl"
+DATASET = REPO / "evals" / "dataset.jsonl"
+KNOWLEDGE_BASE = REPO / "deploy" / "knowledge-base"
+BASELINE = REPO / "evals" / "baseline.json"
+
+#: Statuses after which the retriever's and the agent's messages exist for the request.
+_DRAFTED = frozenset(
+    {"answered", "refused", "pending_approval", "approved", "executed", "rejected", "expired"}
+)
+#: How long to wait, after the last reply, for the saga's messages and the traces to arrive.
+_SETTLE_S = 20.0
+
+EXIT_PASSED, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
-async def ask_all(stack: LocalStack, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    tokens = TokenService(AuthSettings())
-    probe = TopicProbe(KafkaSettings(bootstrap_servers=stack.bootstrap), ["retrieved"])
-    await probe.start()
-    results = []
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.dataset.is_file():
+        print(f"error: no dataset at {args.dataset}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if not args.knowledge_base.is_dir():
+        print(f"error: no knowledge base folder at {args.knowledge_base}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    dataset = load_dataset(args.dataset)
+    for error in dataset.errors:
+        print(f"  dataset {_shown(args.dataset)} {error}: skipped", file=sys.stderr)
+    if not dataset.cases:
+        print("error: no valid case in the dataset", file=sys.stderr)
+        return EXIT_UNUSABLE
     try:
-        async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=40) as client:
-            for q in questions:
-                token = tokens.mint(
-                    user_id=f"eval-{q['id']}",
-                    tenant_id=q["tenant"],
-                    roles=q["roles"],
-                    level=q["level"],
-                )
-                started = time.perf_counter()
-                response = await client.post(
-                    "/v1/chat",
-                    params={"wait": 20},
-                    json={"message": q["question"]},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                body = response.json()
-                results.append(
-                    {
-                        "question": q,
-                        "body": body,
-                        "latency_ms": (time.perf_counter() - started) * 1000,
-                    }
-                )
-        await asyncio.sleep(1.0)  # let the probe read the last retrieved messages
-        retrieved: dict[str, set[str]] = {}
-        for m in probe.on("retrieved"):
-            body = m["body"] or {}
-            retrieved.setdefault(m["headers"].get("request_id", ""), set()).update(
-                c["doc_id"] for c in body.get("chunks", [])
-            )
-        for r in results:
-            r["retrieved_docs"] = sorted(retrieved.get(r["body"].get("request_id", ""), set()))
-    finally:
-        await probe.stop()
-    return results
-
-
-def score(results: list[dict[str, Any]]) -> dict[str, Any]:
-    counts: Counter[str] = Counter()
-    leaks: list[str] = []
-    for r in results:
-        q, body = r["question"], r["body"]
-        status = body.get("status")
-        result = body.get("result") or {}
-        cited = {c["doc_id"] for c in result.get("citations", [])}
-        expected = set(q.get("expected_doc_ids", []))
-        if q.get("action"):
-            counts["actions"] += 1
-            action = result.get("action") or {}
-            if status == "pending_approval" or action.get("tool") == q["action"]:
-                counts["actions_ok"] += 1
-        elif q.get("answerable"):
-            counts["answerable"] += 1
-            if status == "answered" and cited & expected:
-                counts["grounded"] += 1
-        else:
-            counts["unanswerable"] += 1
-            forbidden = expected & set(r["retrieved_docs"])
-            if forbidden:
-                leaks.append(f"{q['id']}: {sorted(forbidden)}")
-            if not expected:
-                counts["out_of_scope"] += 1
-                counts["out_of_scope_refused"] += status == "refused"
-            elif not (cited & expected):
-                counts["forbidden_not_answered"] += 1
-    latencies = np.array([r["latency_ms"] for r in results])
-    return {
-        "questions": len(results),
-        "grounded_answer_rate": counts["grounded"] / max(counts["answerable"], 1),
-        "out_of_scope_refusal_rate": counts["out_of_scope_refused"]
-        / max(counts["out_of_scope"], 1),
-        "action_rate": counts["actions_ok"] / max(counts["actions"], 1),
-        "permission_leaks": len(leaks),
-        "leaks": leaks,
-        "latency_ms_p50": float(np.percentile(latencies, 50)),
-        "latency_ms_p95": float(np.percentile(latencies, 95)),
-        "counts": dict(counts),
-    }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prices = load_prices(args.prices)
+        baseline = load_baseline(args.baseline)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    oracle = AccessOracle.from_knowledge_base(
+        args.knowledge_base, max_bytes=RetrieverSettings().ingest.max_document_bytes
     )
-    parser.add_argument("--questions", type=Path, default=QUESTIONS)
-    parser.add_argument("--docker", choices=["auto", "yes", "no"], default="auto")
-    parser.add_argument("--out", type=Path, default=REPO / "evals" / "reports")
-    args = parser.parse_args()
-    questions = [
-        json.loads(line) for line in args.questions.read_text().splitlines() if line.strip()
-    ]
+
+    started_at = datetime.now(UTC).replace(microsecond=0).isoformat()
+    started = time.monotonic()
     use_docker = None if args.docker == "auto" else args.docker == "yes"
-    with throwaway_stack(use_docker=use_docker) as stack:
-        results = asyncio.run(ask_all(stack, questions))
-    report = score(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"report": report, "results": results}, indent=2, default=str))
-    print(f"\n{len(questions)} questions from {args.questions}")
-    grounded = report["grounded_answer_rate"]
-    print(f"  grounded answers          {grounded:.1%}  (answered, citing an expected document)")
-    print(f"  out-of-scope refusals     {report['out_of_scope_refusal_rate']:.1%}")
-    print(f"  actions pending approval  {report['action_rate']:.1%}")
-    print(f"  permission leaks          {report['permission_leaks']}")
-    p50, p95 = report["latency_ms_p50"], report["latency_ms_p95"]
-    print(f"  latency p50 / p95         {p50:.0f} / {p95:.0f} ms")
-    print(f"  report                    {path}")
-    raise SystemExit(1 if report["permission_leaks"] else 0)
+    try:
+        with throwaway_stack(use_docker=use_docker, knowledge_base=args.knowledge_base) as stack:
+            print(f"\n  asking     {len(dataset.cases)} cases, {args.concurrency} at a time")
+            observations = asyncio.run(
+                _observe_all(stack.stack, dataset.cases, args.concurrency, args.case_timeout)
+            )
+    except Exception as exc:  # the stack did not come up, or the broker went away
+        print(f"error: the eval could not run: {exc!r}", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+    run = RunInfo(
+        started_at=started_at,
+        duration_s=round(time.monotonic() - started, 1),
+        stack=stack.kind,
+        stack_reason=stack.reason,
+        dataset=_shown(args.dataset),
+        knowledge_base=_shown(args.knowledge_base),
+        documents=len(oracle),
+        concurrency=args.concurrency,
+        case_timeout_s=args.case_timeout,
+        prices=prices.source,
+    )
+    report = evaluate(
+        dataset.cases,
+        observations,
+        oracle=oracle,
+        prices=prices,
+        rules=GateRules(
+            min_pass_rate=args.min_pass_rate,
+            tolerance=args.tolerance,
+            accept_drops=args.update_baseline,
+        ),
+        run=run,
+        baseline=baseline,
+        baseline_path=_shown(args.baseline),
+        dataset_errors=[str(e) for e in dataset.errors],
+        ingest_failures=stack.ingest_failures,
+    )
+    write_reports(report, dataset.cases, markdown=args.report_md, json_path=args.report_json)
+    if args.update_baseline:
+        fresh = make_baseline(
+            recorded_at=started_at,
+            dataset=report.run.dataset,
+            knowledge_base=report.run.knowledge_base,
+            stack=report.run.stack,
+            overall=report.overall,
+            kinds=report.kinds,
+            verdicts=report.cases,
+        )
+        args.baseline.write_text(fresh.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _print_summary(report, args)
+    return EXIT_PASSED if report.gate.passed else EXIT_FAILED
+
+
+async def _observe_all(
+    stack: LocalStack, cases: Sequence[Case], concurrency: int, timeout_s: float
+) -> list[Observation]:
+    record = SagaRecord(stack.bootstrap, topic_prefix=stack.config.topic_prefix)
+    await record.start()
+    try:
+        asker = Asker(
+            stack.url("gateway"),
+            TokenService(AuthSettings()),
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+        )
+        started = time.monotonic()
+        replies = await asker.ask_all(cases)
+        print(f"  asked      in {time.monotonic() - started:.1f}s")
+        started = time.monotonic()
+        drafted = [r for r in replies if r.status in _DRAFTED]
+        missing = await record.wait_for(
+            [r.request_id for r in drafted if r.request_id], timeout_s=_SETTLE_S
+        )
+        usage = await collect_usage(
+            stack.sink_url, [r.trace_id for r in drafted if r.trace_id], timeout_s=_SETTLE_S
+        )
+        print(
+            f"  saga messages and traces read in {time.monotonic() - started:.1f}s"
+            f" ({len(missing)} requests without both messages,"
+            f" {len(drafted) - len(usage)} without a trace)"
+        )
+        return [_observation(r, record, usage) for r in replies]
+    finally:
+        await record.stop()
+
+
+def _observation(
+    reply: Reply, record: SagaRecord, usage: dict[str, tuple[ModelUsage, ...]]
+) -> Observation:
+    request_id = reply.request_id or ""
+    return observe(
+        reply,
+        record.retrieved(request_id),
+        record.draft(request_id),
+        usage.get(reply.trace_id or ""),
+    )
+
+
+def _print_summary(report: EvalReport, args: argparse.Namespace) -> None:
+    print(f"\n{report.overall.cases} cases from {report.run.dataset} ({report.run.stack})")
+    print(f"  {'kind':<18} {'cases':>5} {'pass rate':>9} {'leaks':>5}")
+    for kind, s in [*report.kinds.items(), ("all", report.overall)]:
+        rate = "-" if s.pass_rate is None else f"{s.pass_rate:.3f}"
+        print(f"  {kind:<18} {s.cases:>5} {rate:>9} {s.permission_leaks:>5}")
+    if report.baseline is not None and report.baseline.applicable:
+        print(
+            f"  against the baseline: {len(report.baseline.newly_failing)} newly failing,"
+            f" {len(report.baseline.newly_passing)} newly passing"
+        )
+    print(f"\ngate {'passed' if report.gate.passed else 'FAILED'}")
+    for failure in report.gate.failures:
+        print(f"  x {failure}")
+    for passed in report.gate.passes:
+        print(f"  ok {passed}")
+    print(f"\nreport   {_shown(args.report_md)}, {_shown(args.report_json)}")
+    if args.update_baseline:
+        print(f"baseline {_shown(args.baseline)} written from this run")
+
+
+def _shown(path: Path) -> str:
+    """A path as the report shows it: relative to the repository when inside it."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(REPO))
+    except ValueError:
+        return str(resolved)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m evals.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset", type=Path, default=DATASET, help="JSON Lines, one case a line")
+    parser.add_argument(
+        "--knowledge-base", type=Path, default=KNOWLEDGE_BASE, help="folder of documents to ingest"
+    )
+    parser.add_argument("--baseline", type=Path, default=BASELINE)
+    parser.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="write this run's scores and verdicts as the new baseline (on purpose)",
+    )
+    parser.add_argument("--min-pass-rate", type=float, default=0.80)
+    parser.add_argument(
+        "--tolerance", type=float, default=0.03, help="largest accepted drop of a score"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="cases in flight at once")
+    parser.add_argument(
+        "--case-timeout", type=float, default=60.0, help="seconds before a case fails as timed out"
+    )
+    parser.add_argument(
+        "--prices", type=Path, default=None, help='JSON {"model": {"input": usd, "output": usd}}'
+    )
+    parser.add_argument("--docker", choices=["auto", "yes", "no"], default="auto")
+    parser.add_argument("--report-md", type=Path, default=REPO / "eval-report.md")
+    parser.add_argument("--report-json", type=Path, default=REPO / "eval-report.json")
+    return parser
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

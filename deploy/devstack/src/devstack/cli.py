@@ -81,16 +81,21 @@ def _summary(stack: LocalStack) -> None:
     print(f"  traces     {stack.sink_url}/traces/<trace_id>")
     print(f"  API docs   {stack.url('gateway')}/docs")
     print(f"  logs       {stack.config.state_dir / 'logs'}/<program>.log (rotated)")
-    print("\nTokens (development key, 8 h):")
-    print(f"  customer  {customer}")
-    print(f"  L1 agent  {agent}")
-    print("\nTry:")
+    print("\nYour token (casey.customer, a customer of harborpine; development key, 8 h):")
+    print(f"  export TOKEN={customer}")
+    print("\nThen ask, as the README does:")
     print(
         f"  curl -s -X POST '{stack.url('gateway')}/v1/chat?wait=10' \\\n"
-        "       -H 'Authorization: Bearer <customer token>' \\\n"
+        '       -H "Authorization: Bearer $TOKEN" \\\n'
         "       -H 'Content-Type: application/json' \\\n"
         '       -d \'{"message": "How many days do I have to return an item?"}\''
     )
+    print(
+        "\nAn L1 support agent's token, for the approval inbox"
+        f" ({stack.url('approver')}/inbox; a refund of up to 100 EUR needs one L1):"
+    )
+    print(f"  {agent}")
+    print('  (others: make -s token ARGS="--user ana --role support --level L2")')
     print(
         "  make demo    # a few questions end to end;   make status   # programs, restarts,"
         " memory, health\n  make down    # stop everything"
@@ -183,14 +188,20 @@ def _megabytes(size: int) -> str:
 
 @app.command()
 def token(
-    user: str = typer.Option("lee.l1"),
+    user: str = typer.Option("casey.customer", help="User id (the token's subject)."),
     tenant: str = typer.Option("harborpine"),
-    role: list[str] = typer.Option(["support"]),  # noqa: B008
-    level: str = typer.Option("L1"),
+    role: list[str] = typer.Option(["customer"], help="Repeat for several roles."),  # noqa: B008
+    level: str = typer.Option("none", help="Staff level: none (customer), L1, L2, manager."),
+    ttl_s: int = typer.Option(8 * 3600, help="Lifetime in seconds."),
 ) -> None:
-    """Mint a development token."""
+    """Print a development token (signed with the development key; refused in production).
+
+    Default: casey.customer, a customer of harborpine, the one the README's examples use.
+    """
     print(
-        TokenService(AuthSettings()).mint(user_id=user, tenant_id=tenant, roles=role, level=level)
+        TokenService(AuthSettings()).mint(
+            user_id=user, tenant_id=tenant, roles=role, level=level, ttl_s=ttl_s
+        )
     )
 
 
