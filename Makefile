@@ -45,7 +45,7 @@ demo: ## Send the demo questions through the running stack
 	$(RUN) devstack demo
 
 test: install ## All tests: unit, integration (real broker + PostgreSQL + index) and end to end
-	$(RUN) pytest
+	$(RUN) pytest --durations=15
 
 test-unit: install ## Unit tests only
 	$(RUN) pytest -m unit

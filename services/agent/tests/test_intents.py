@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.intents import detect_intent
+from agent.intents import amount_in, detect_intent
 
 pytestmark = pytest.mark.unit
 
@@ -63,3 +63,24 @@ def test_a_reset_targets_the_account_the_user_names(message: str, target: str) -
     intent = detect_intent(message, user_id="casey")
     assert intent is not None and intent.tool == "reset_password"
     assert intent.arguments["user_id"] == target
+
+
+@pytest.mark.parametrize(
+    ("message", "amount"),
+    [
+        ("Refund 2,400 EUR on order HP-10031.", ("2400.00", "EUR")),
+        ("Refund 2.400,50 € please.", ("2400.50", "EUR")),
+        ("Refund $1,234.56 on it.", ("1234.56", "USD")),
+        ("Refund 64,50 EUR.", ("64.50", "EUR")),
+        ("Refund 64.50 EUR.", ("64.50", "EUR")),
+        ("Refund £20 on my order.", ("20.00", "GBP")),
+        ("Refund my order HP-10031 of 2460 EUR.", ("2460.00", "EUR")),
+        # Too many digits to be an amount: no part of it is taken for one.
+        ("Refund 12345678 EUR.", None),
+    ],
+)
+def test_amounts_are_read_as_people_write_them(
+    message: str, amount: tuple[str, str] | None
+) -> None:
+    # A thousands separator once turned a 2,400 EUR refund into a 400 EUR one (make eval, act-07).
+    assert amount_in(message) == amount

@@ -32,9 +32,14 @@ _NOT_AN_ACCOUNT = frozenset(
     {"my", "me", "mine", "the", "your", "his", "her", "our", "their", "this", "that", "it"}
     | {"a", "an", "user", "customer", "account"}
 )
+#: A number as people write money: "2,400", "2.400,50", "1,234.56", "64.50", "25".
+_NUMBER = (
+    r"(?<![\d.,])(?:\d{1,3}(?:[.,]\d{3})+(?:[.,]\d{1,2})?(?!\d)"
+    r"|\d{1,7}(?:[.,]\d{1,2})?(?!\d))"
+)
 _AMOUNT = re.compile(
-    r"(?:(?P<sym>[€$£])\s?(?P<a1>\d{1,6}(?:[.,]\d{1,2})?))"
-    r"|(?:(?P<a2>\d{1,6}(?:[.,]\d{1,2})?)\s?(?P<cur>eur|euros?|€|usd|dollars?|\$|gbp|£))",
+    rf"(?:(?P<sym>[€$£])\s?(?P<a1>{_NUMBER}))"
+    rf"|(?:(?P<a2>{_NUMBER})\s?(?P<cur>eur|euros?|€|usd|dollars?|\$|gbp|£))",
     re.IGNORECASE,
 )
 _CURRENCY = {
@@ -181,10 +186,22 @@ def amount_in(message: str) -> tuple[str, str] | None:
     raw = match.group("a1") or match.group("a2")
     symbol = (match.group("sym") or match.group("cur") or "").lower()
     try:
-        value = Decimal(raw.replace(",", "."))
+        value = Decimal(_plain_number(raw))
     except InvalidOperation:
         return None
     return f"{value:.2f}", _CURRENCY.get(symbol, "EUR")
+
+
+def _plain_number(raw: str) -> str:
+    """"2,400" -> "2400", "2.400,50" -> "2400.50", "64,50" -> "64.50".
+
+    The last separator is the decimal one when one or two digits follow it; every other
+    separator groups thousands (a refund of "2,400 EUR" is two thousand four hundred).
+    """
+    head, sep, tail = max(raw.rpartition(","), raw.rpartition("."), key=lambda p: len(p[0]))
+    if sep and len(tail) <= 2:
+        return head.replace(",", "").replace(".", "") + "." + tail
+    return raw.replace(",", "").replace(".", "")
 
 
 def is_action_request(message: str) -> bool:
