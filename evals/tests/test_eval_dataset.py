@@ -55,7 +55,7 @@ def test_bad_lines_are_reported_with_their_number_and_the_rest_is_kept() -> None
     assert by_line[2].startswith("not valid JSON")
     assert "missing field 'kind'" in by_line[4]
     assert by_line[6].startswith("kind:")
-    assert "duplicate id 'good-1' (first on line 1)" == by_line[7]
+    assert by_line[7] == "duplicate id 'good-1' (first on line 1)"
     assert str(errors[0]) == f"line 2: {by_line[2]}"
 
 
@@ -108,9 +108,13 @@ def test_the_shipped_dataset_covers_every_kind_with_its_own_pass_rate(shipped: l
     assert min(counts.values()) >= 10, counts
 
 
-def test_the_shipped_dataset_holds_the_refund_ownership_and_total_rules(shipped: list[Case]) -> None:
+def test_the_shipped_dataset_holds_the_refund_ownership_and_total_rules(
+    shipped: list[Case],
+) -> None:
     refused = {c.id: c for c in shipped if c.kind == "action_refused"}
-    reasons = {fact for c in refused.values() for fact in c.expected if fact != "could not complete"}
+    reasons = {
+        fact for c in refused.values() for fact in c.expected if fact != "could not complete"
+    }
     assert {"not found", "exceeds", "paid in EUR", "own account"} <= reasons
     assert all("could not complete" in c.expected for c in refused.values())
 
@@ -155,9 +159,7 @@ def test_permission_denials_name_a_forbidden_document_and_secrets_only_it_holds(
         for source in case.expected_sources:
             assert oracle.forbidden(principal, tenant=tenants[source], doc_id=source), case.id
         readable = [
-            d
-            for d in documents
-            if not oracle.forbidden(principal, tenant=tenants[d], doc_id=d)
+            d for d in documents if not oracle.forbidden(principal, tenant=tenants[d], doc_id=d)
         ]
         for secret in case.must_not_say:
             assert any(contains(documents[s], secret) for s in case.expected_sources), case.id

@@ -11,6 +11,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from shared.principal import Principal, StaffLevel
+from shared.testing import eventually
 from shared.tools import ToolContext, ToolError, ToolInvariantError, default_registry
 
 pytestmark = pytest.mark.integration
@@ -59,8 +60,22 @@ async def test_a_second_refund_waits_for_the_first_and_then_sees_it(
         await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as second,
     ):
         await _run(first, casey, "issue_refund", _refund("HP-101", "80.00"))  # open, uncommitted
+        cur = await second.execute("SELECT pg_backend_pid() AS pid")
+        second_pid = (await cur.fetchone() or {})["pid"]
         later = asyncio.create_task(_run(second, casey, "issue_refund", _refund("HP-101", "45.00")))
-        await asyncio.sleep(0.5)
+
+        async def second_waits_for_a_lock() -> bool:
+            # Seen from a third connection: the second transaction is blocked on a lock the
+            # first one holds (polled with a deadline, not a fixed sleep).
+            async with await psycopg.AsyncConnection.connect(database_url) as watcher:
+                cur = await watcher.execute(
+                    "SELECT %s = ANY(pg_blocking_pids(%s)) AND true",
+                    (first.info.backend_pid, second_pid),
+                )
+                row = await cur.fetchone()
+                return bool(row and row[0])
+
+        await eventually(second_waits_for_a_lock, timeout=10)
         assert not later.done(), "the second refund must wait for the order's lock"
         await first.commit()
         with pytest.raises(ToolInvariantError, match=r"already refunded 80\.00, left 9\.90"):

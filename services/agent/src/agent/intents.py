@@ -193,7 +193,7 @@ def amount_in(message: str) -> tuple[str, str] | None:
 
 
 def _plain_number(raw: str) -> str:
-    """"2,400" -> "2400", "2.400,50" -> "2400.50", "64,50" -> "64.50".
+    """ "2,400" -> "2400", "2.400,50" -> "2400.50", "64,50" -> "64.50".
 
     The last separator is the decimal one when one or two digits follow it; every other
     separator groups thousands (a refund of "2,400 EUR" is two thousand four hundred).
