@@ -33,6 +33,7 @@ from .citations import check_citations
 from .loop import LoopResult, run_loop
 from .metrics import AgentMetrics
 from .models import ChatModel, Conversation
+from .question import focus_question
 from .resilience import ModelChain
 from .routing import Route, Router
 from .settings import LoopSettings
@@ -140,7 +141,7 @@ async def _run_agent(
     )
     ports.metrics.routes.add(1, {"route": route.name, "by": route.by})
     conversation = Conversation(
-        question=request.message,
+        question=focus_question(request.message, ports.redactor),
         principal=request.principal,
         chunks=event.chunks,
         tools=ports.tools.descriptors(request.principal),
@@ -177,7 +178,7 @@ def _answer_draft(
     report = check_citations(
         result.reply.text,
         chunks,
-        question=event.request.message,
+        question=result.conversation.question,
         evidence=evidence,
         # The offline model only quotes chunks and describes tool results; generative models
         # must back every uncited claim with a tool result.
