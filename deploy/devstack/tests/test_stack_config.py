@@ -17,6 +17,7 @@ def test_procfile_runs_every_service_as_a_module() -> None:
         assert entries[service] == f"python -m {service}"
     assert entries["otlp-sink"] == "python -m devstack.otlp_sink"
     assert entries["broker"] == "python -m devstack.broker_runner"
+    assert entries["executor"] == "python -m approver.worker"
 
 
 def test_gateway_replicas_are_programs_of_their_own_on_their_own_ports(tmp_path: Path) -> None:
@@ -31,7 +32,11 @@ def test_gateway_replicas_are_programs_of_their_own_on_their_own_ports(tmp_path:
         "agent",
         "approver",
         "auditor",
+        "executor",
+        "nginx",
     ]
+    assert stack.http_programs()[-1] == "nginx" and "executor" not in stack.http_programs()
+    assert stack.edge_url == "http://127.0.0.1:8080"
     assert stack.url("gateway") == stack.url("gateway-1") == "http://127.0.0.1:8001"
     assert stack.gateway_urls()[1:] == ["http://127.0.0.1:8012", "http://127.0.0.1:8013"]
 

@@ -52,12 +52,27 @@ class KafkaSettings(BaseSettings):
     topic_prefix: str = Field(
         default="", description="Prepended to every topic name (isolates test runs)."
     )
-    partitions: int = Field(default=6, ge=1, description="Partitions when creating topics.")
-    replication_factor: int = Field(default=1, ge=1)
+    partitions: int = Field(
+        default=6,
+        ge=1,
+        description="Partitions when creating topics: the most consumers a group can use.",
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replicas per partition when creating topics (3 in compose)."
+    )
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Topic min.insync.replicas when creating topics; with acks=all a write then"
+        " survives the loss of replication_factor - min_insync_replicas brokers. None: the"
+        " broker's default (Tansu has no replicas).",
+    )
     enable_idempotence: bool = Field(
         default=True, description="Idempotent producer; must be off on Tansu."
     )
-    acks: Literal["all", 1, 0] = "all"
+    acks: Literal["all", 1, 0] = Field(
+        default="all", description="all: a send is confirmed once every in-sync replica has it."
+    )
     linger_ms: int = Field(default=0, ge=0)
     fetch_max_wait_ms: int = Field(
         default=500, ge=0, description="Tansu answers a waiting fetch late: use 10-20 locally."
@@ -67,6 +82,20 @@ class KafkaSettings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(default=100, ge=1)
     request_timeout_ms: int = Field(default=40_000, ge=1000)
+
+    @model_validator(mode="after")
+    def _durable_writes_are_consistent(self) -> Self:
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                "KAFKA_MIN_INSYNC_REPLICAS cannot exceed KAFKA_REPLICATION_FACTOR: every"
+                " acks=all write would be refused"
+            )
+        if self.enable_idempotence and self.acks != "all":
+            # The Kafka client refuses this combination at start-up; say which settings clash.
+            raise ValueError("KAFKA_ENABLE_IDEMPOTENCE needs KAFKA_ACKS=all")
+        return self
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

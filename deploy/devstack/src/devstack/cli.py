@@ -34,12 +34,15 @@ def up(
         help="Gateway replicas (gateway-1 on 8001, gateway-N on 8010+N). Default: 1, or as"
         " many as the stack being recovered has.",
     ),
+    edge: bool = typer.Option(
+        True, help="nginx on 8080 (gateways) and 8081 (approver API) in front, as in compose."
+    ),
 ) -> None:
     """Start broker, database, topics, index and the five services; print how to use them.
 
     On a stack that is already (partly) up, start only what is missing.
     """
-    stack = LocalStack(StackConfig())
+    stack = LocalStack(StackConfig(nginx=edge))
     if gateways is not None:
         if stack.recorded_layout is not None and stack.config.gateways != gateways:
             typer.echo(
@@ -76,7 +79,13 @@ def _summary(stack: LocalStack) -> None:
         user_id="lee.l1", tenant_id="harborpine", roles=["support"], level="L1", ttl_s=8 * 3600
     )
     print("\nAll services are healthy:")
-    for name in stack.service_programs():
+    for name in stack.http_programs():
+        if name == "nginx":
+            print(
+                f"  {name:<10} {stack.edge_url}   (the gateways;"
+                f" approver API {stack.approver_edge_url})"
+            )
+            continue
         print(f"  {name:<10} {stack.url(name)}   ({stack.url(name)}/healthz, /metrics)")
     print(f"  traces     {stack.sink_url}/traces/<trace_id>")
     print(f"  API docs   {stack.url('gateway')}/docs")
@@ -131,7 +140,7 @@ def status_report(stack: LocalStack) -> tuple[list[str], bool]:
         programs = stack.programs()
     except SupervisorError as exc:
         return [f"supervisord is not running ({exc}); `make up` recovers the stack"], False
-    health_urls = {name: f"{stack.url(name)}/healthz" for name in stack.service_programs()}
+    health_urls = {name: f"{stack.url(name)}/healthz" for name in stack.http_programs()}
     health_urls["otlp-sink"] = f"{stack.sink_url}/healthz"
     ok = True
     lines = [

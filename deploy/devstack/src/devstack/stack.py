@@ -26,13 +26,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from psycopg import conninfo
 
 from shared.db.migrate import upgrade
 
-from . import postgres
+from . import nginx, postgres, redis
 from .broker import create_topics_sync, topics_exist
 from .ports import free_port, port_open
 from .seed import seed_demo_data
@@ -65,10 +66,14 @@ DEFAULT_PORTS = {
 GATEWAY_REPLICA_PORT_BASE = 8010
 
 # Start order (lower first; supervisord stops in the reverse order, so consumers stop, and
-# commit, before the broker goes away).
+# commit, before the broker goes away; nginx stops first, so no request reaches a stopping
+# gateway).
 _BROKER_PRIORITY = 10
 _SINK_PRIORITY = 20
 _SERVICE_PRIORITY = 100
+_EDGE_PRIORITY = 200
+#: Programs without an HTTP port (nothing to probe: RUNNING is all supervisord can say).
+_WORKERS = ("executor",)
 
 
 @dataclass
@@ -99,10 +104,23 @@ class StackConfig:
     #: Drop the database on ``down`` (test stacks). The default stack keeps its data.
     drop_database: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: nginx (Debian's) in front of the gateway replicas and the approver API, as in compose.
+    nginx: bool = True
+    nginx_port: int = 8080
+    nginx_approver_port: int = 8081
+    #: Redis for the shared caches: the one at redis_url if it answers, else redis-server of
+    #: the stack's own on redis_port (always our own with private_redis).
+    redis_url: str = field(default_factory=lambda: os.environ.get("REDIS_URL", redis.DEFAULT_URL))
+    redis_port: int = 56379
+    private_redis: bool = False
 
     @classmethod
     def ephemeral(cls, state_dir: Path, *, gateways: int = 1, **kwargs: Any) -> StackConfig:
-        """Random free ports and a unique database name: for tests next to a running stack."""
+        """Random free ports and a unique database name: for tests next to a running stack.
+
+        No nginx unless asked for (``nginx=True``): most tests talk to the replicas directly.
+        """
+        kwargs.setdefault("nginx", False)
         return cls(
             state_dir=state_dir,
             kafka_port=free_port(),
@@ -113,6 +131,9 @@ class StackConfig:
             control_port=free_port(),
             database_url=f"postgresql://postgres@127.0.0.1:5432/support_e2e_{os.getpid()}",
             fallback_pg_port=free_port(),
+            nginx_port=free_port(),
+            nginx_approver_port=free_port(),
+            redis_port=free_port(),
             drop_database=True,
             **kwargs,
         )
@@ -142,6 +163,11 @@ _LAYOUT = (
     "drop_database",
     "private_postgres",
     "fallback_pg_port",
+    "nginx",
+    "nginx_port",
+    "nginx_approver_port",
+    "redis_port",
+    "private_redis",
 )
 
 
@@ -157,6 +183,9 @@ class StackState:
     database_created: bool = False
     #: The knowledge base was ingested completely (an interrupted ``up`` ingests again).
     index_ready: bool = False
+    redis_url: str = ""
+    #: The stack runs redis-server itself (nothing answered at REDIS_URL).
+    own_redis: bool = False
 
 
 class LocalStack:
@@ -189,6 +218,7 @@ class LocalStack:
                 "OTLP_SINK_PORT": str(c.otlp_port),
                 "OTLP_SINK_FILE": str(c.state_dir / "spans.jsonl"),
                 "RETRIEVER_INDEX__PATH": str(c.state_dir / "index"),
+                "REDIS_URL": self.state.redis_url or c.redis_url,
             }
         )
         for service, port in c.ports.items():
@@ -208,19 +238,59 @@ class LocalStack:
         return [*self.infrastructure_programs(), *self.service_programs()]
 
     def infrastructure_programs(self) -> list[str]:
-        """What the services need running first: the broker (unless external), the span sink."""
-        return ["otlp-sink"] if self.config.external_kafka else ["broker", "otlp-sink"]
+        """What the services need running first: the broker (unless external), the span sink,
+        and Redis when the stack runs its own."""
+        names = [] if self.config.external_kafka else ["broker"]
+        names.append("otlp-sink")
+        if self.state.own_redis:
+            names.append("redis")
+        return names
 
     def service_programs(self) -> list[str]:
-        return [*self.gateway_programs(), *(s for s in SERVICES if s != "gateway")]
+        """The platform's programs: gateway replicas, the other services, the executor, and
+        nginx in front (started last, stopped first)."""
+        names = [*self.gateway_programs(), *(s for s in SERVICES if s != "gateway"), *_WORKERS]
+        return [*names, "nginx"] if self.config.nginx else names
+
+    def http_programs(self) -> list[str]:
+        """The service programs that answer ``/healthz`` (all but the executor)."""
+        return [n for n in self.service_programs() if n not in _WORKERS]
 
     def _http_ports(self) -> dict[str, int]:
         replicas = zip(self.gateway_programs(), self.config.gateway_ports(), strict=True)
-        return {
+        ports = {
             **dict(replicas),
             **{s: p for s, p in self.config.ports.items() if s != "gateway"},
             "otlp-sink": self.config.otlp_port,
         }
+        if self.config.nginx:
+            # /healthz through nginx answers once a gateway replica behind it does.
+            ports["nginx"] = self.config.nginx_port
+        return ports
+
+    @property
+    def edge_url(self) -> str:
+        """nginx in front of the gateway replicas (``make up``; tests with ``nginx=True``)."""
+        if not self.config.nginx:
+            raise LookupError("this stack runs without nginx")
+        return f"http://127.0.0.1:{self.config.nginx_port}"
+
+    @property
+    def approver_edge_url(self) -> str:
+        if not self.config.nginx:
+            raise LookupError("this stack runs without nginx")
+        return f"http://127.0.0.1:{self.config.nginx_approver_port}"
+
+    def nginx_config(self) -> nginx.NginxConfig:
+        c = self.config
+        return nginx.NginxConfig(
+            gateway_servers=[f"127.0.0.1:{p}" for p in c.gateway_ports()],
+            approver_servers=[f"127.0.0.1:{c.ports['approver']}"],
+            gateway_listen=f"127.0.0.1:{c.nginx_port}",
+            approver_listen=f"127.0.0.1:{c.nginx_approver_port}",
+            runtime_dir=c.state_dir / "nginx",
+            worker_processes="1",
+        )
 
     def url(self, name: str) -> str:
         """A service's or program's base URL; ``gateway`` is the first replica."""
@@ -271,11 +341,32 @@ class LocalStack:
                     priority=_SERVICE_PRIORITY,
                 )
             )
+        # The approver API leaves execution, relay and sweeps to the executor program, as the
+        # approver and executor services split them in compose.
+        only_api = {"approver": {"APPROVER_BACKGROUND": "false"}}
         programs.extend(
-            Program(service, command(service), directory=REPO, priority=_SERVICE_PRIORITY)
-            for service in SERVICES
-            if service != "gateway"
+            Program(
+                service,
+                command(service),
+                environment=only_api.get(service, {}),
+                directory=REPO,
+                priority=_SERVICE_PRIORITY,
+            )
+            for service in (*(s for s in SERVICES if s != "gateway"), *_WORKERS)
         )
+        if self.state.own_redis:
+            argv = redis.server_command(self.config.redis_port, self.config.state_dir)
+            programs.append(
+                Program("redis", shlex.join(argv), directory=REPO, priority=_BROKER_PRIORITY)
+            )
+        if self.config.nginx:
+            runtime = self.config.state_dir / "nginx"
+            argv = [*shlex.split(entries["nginx"]), "-c", str(runtime / "nginx.conf")]
+            argv += ["-p", str(runtime), "-e", "stderr", "-g", "daemon off;"]
+            argv[0] = nginx.binary() or argv[0]
+            programs.append(
+                Program("nginx", shlex.join(argv), directory=REPO, priority=_EDGE_PRIORITY)
+            )
         return programs
 
     # ------------------------------------------------------------------ lifecycle
@@ -300,6 +391,7 @@ class LocalStack:
             else:
                 print(f"  recovering the stack recorded in {self.state_file}")
             actions += self._prepare_database()
+            self._write_nginx_config()
             self._save()
             supervisor = self.supervisor
             actions += supervisor.ensure()
@@ -309,6 +401,8 @@ class LocalStack:
             # The broker and its topics first: consumers joining a group need their topics.
             actions += _started(supervisor.start_programs(self.infrastructure_programs()))
             _step("broker", self._wait_broker)
+            if self.state.own_redis:
+                _step("redis", self._wait_redis)
             _step("migrations", lambda: upgrade(self.state.database_url))
             _step("demo data", lambda: seed_demo_data(self.state.database_url))
             if self.state.index_ready and (c.state_dir / "index").exists():
@@ -339,12 +433,19 @@ class LocalStack:
             raise RuntimeError(
                 f"port(s) taken: {', '.join(taken)}; stop what listens there or choose others"
             )
+        own_redis = c.private_redis or not redis.answers(c.redis_url)
         self.state = StackState(
             started_at=log_timestamp(),
             layout={name: getattr(c, name) for name in _LAYOUT},
             # Only for XML-RPC on loopback; a unix socket is protected by its file mode.
             control_password=secrets.token_urlsafe(18) if c.control_port is not None else None,
+            redis_url=f"redis://127.0.0.1:{c.redis_port}/0" if own_redis else c.redis_url,
+            own_redis=own_redis,
         )
+        if own_redis and port_open(c.redis_port):
+            raise RuntimeError(f"port taken: {c.redis_port} (redis); stop what listens there")
+        where = "our own redis-server" if own_redis else "the server at REDIS_URL"
+        print(f"  redis      {where}: {_redact_redis(self.state.redis_url)}")
         self.recorded_layout = dict(self.state.layout)
         self._save()
 
@@ -356,7 +457,33 @@ class LocalStack:
             ports["supervisord"] = self.config.control_port
         if self.config.private_postgres:
             ports["postgres"] = self.config.fallback_pg_port
+        if self.config.nginx:
+            ports["nginx (approver)"] = self.config.nginx_approver_port
         return ports
+
+    def _write_nginx_config(self) -> None:
+        if not self.config.nginx:
+            return
+        if nginx.binary() is None:
+            raise RuntimeError(
+                "nginx is not installed (Debian: apt-get install nginx; deploy/apt-packages.txt)"
+            )
+        config = self.nginx_config()
+        assert config.runtime_dir is not None
+        nginx.prepare_runtime(config.runtime_dir)
+        conf = config.runtime_dir / "nginx.conf"
+        conf.write_text(nginx.render(config))
+        checked = nginx.check(conf, config.runtime_dir)
+        if checked.returncode != 0:
+            raise RuntimeError(f"nginx -t refused {conf}: {checked.stderr.strip()}")
+
+    def _wait_redis(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not redis.answers(self.state.redis_url):
+            if time.monotonic() > deadline:
+                log_file = self.supervisor.program_log("redis")
+                raise TimeoutError(f"redis not answering after {timeout:.0f}s; see {log_file}")
+            time.sleep(0.1)
 
     def down(self) -> None:
         state = self._load() or self.state
@@ -604,6 +731,11 @@ def _read_env_file(path: Path) -> dict[str, str]:
 
 def _write_env_file(path: Path, env: Mapping[str, str]) -> None:
     path.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
+
+
+def _redact_redis(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path}"
 
 
 def _redact_url(url: str) -> str:

@@ -66,8 +66,9 @@ def build_service(
                 await background.pop().stop()
 
         # Registered after the pool's hooks: started once it is open, stopped before it closes.
-        service.on_startup(start_background)
-        service.on_shutdown(stop_background)
+        if settings.background:
+            service.on_startup(start_background)
+            service.on_shutdown(stop_background)
     else:
         fixed = store
 

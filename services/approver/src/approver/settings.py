@@ -173,6 +173,11 @@ class ApproverSettings(ServiceSettings):
 
     http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8004))
     group_id: str = "approver"
+    background: bool = Field(
+        default=True,
+        description="Run the executor, outbox relay and sweeper in this process. Off where"
+        " `python -m approver.worker` runs them as a service of its own (compose, make up).",
+    )
     sweep_interval_s: float = Field(
         default=30.0, gt=0, description="How often stale drafts are expired."
     )

@@ -19,9 +19,23 @@ def topic_names(prefix: str = "") -> list[str]:
 
 
 async def create_topics(
-    bootstrap: str, *, prefix: str = "", partitions: int = 6, replication: int = 1
+    bootstrap: str,
+    *,
+    prefix: str = "",
+    partitions: int = 6,
+    replication: int = 1,
+    min_insync_replicas: int | None = None,
 ) -> list[str]:
-    """Create missing topics; existing ones are left as they are. Returns those created."""
+    """Create missing topics; existing ones are left as they are. Returns those created.
+
+    Every topic, dead-letter ones included, gets the same partitions: a saga's messages are
+    keyed by ``request_id``, so its steps stay in order on one partition of each topic, and a
+    consumer group can use at most that many consumers. Partitions are not added later:
+    that would move keys to other partitions while sagas are in flight.
+    """
+    configs = (
+        {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas is not None else {}
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
@@ -30,7 +44,12 @@ async def create_topics(
         if missing:
             await admin.create_topics(
                 [
-                    NewTopic(n, num_partitions=partitions, replication_factor=replication)
+                    NewTopic(
+                        n,
+                        num_partitions=partitions,
+                        replication_factor=replication,
+                        topic_configs=configs,
+                    )
                     for n in missing
                 ]
             )
@@ -49,7 +68,8 @@ def _main() -> None:
 
 @app.command()
 def create() -> None:
-    """Create the five topics and their .dlq topics (KAFKA_PARTITIONS, KAFKA_REPLICATION_FACTOR)."""
+    """Create the five topics and their .dlq topics (KAFKA_PARTITIONS, KAFKA_REPLICATION_FACTOR,
+    KAFKA_MIN_INSYNC_REPLICAS)."""
     s = KafkaSettings()
     created = asyncio.run(
         create_topics(
@@ -57,6 +77,7 @@ def create() -> None:
             prefix=s.topic_prefix,
             partitions=s.partitions,
             replication=s.replication_factor,
+            min_insync_replicas=s.min_insync_replicas,
         )
     )
     typer.echo(f"created {len(created)} topics: {', '.join(created) or '-'}")
