@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import httpx
 import typer
@@ -11,7 +12,8 @@ import typer
 from shared.auth import TokenService
 from shared.settings import AuthSettings
 
-from .stack import LocalStack, StackConfig
+from . import nginx
+from .stack import DEPLOY, LocalStack, StackConfig
 from .supervision import SupervisorError
 
 app = typer.Typer(
@@ -212,6 +214,15 @@ def token(
             user_id=user, tenant_id=tenant, roles=role, level=level, ttl_s=ttl_s
         )
     )
+
+
+@app.command("nginx-conf")
+def nginx_conf(
+    output: Path = typer.Option(DEPLOY / "nginx" / "nginx.conf", help="Where to write it."),  # noqa: B008
+) -> None:
+    """Write compose's nginx configuration (deploy/nginx/nginx.conf) from devstack.nginx."""
+    output.write_text(nginx.render(nginx.compose_config()))
+    print(f"wrote {output}")
 
 
 @app.command()
