@@ -65,7 +65,7 @@ def load(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     interpolated (comments and keys are not, as in Compose)."""
     data = _interpolated(yaml.safe_load(path.read_text()), env)
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a mapping")
+        raise TypeError(f"{path} is not a mapping")
     return data
 
 
@@ -106,9 +106,9 @@ def settings_read(settings: type[BaseSettings], variable: str) -> bool:
         block = _settings_class(field.annotation)
         if block is not None and block is not settings:
             block_prefix = str(block.model_config.get("env_prefix", "")).upper()
-            if block_prefix and name.startswith(block_prefix):
-                if _model_path(block, name[len(block_prefix) :].split("__")):
-                    return True
+            rest = name[len(block_prefix) :].split("__")
+            if block_prefix and name.startswith(block_prefix) and _model_path(block, rest):
+                return True
         if name.startswith(prefix):
             path = name[len(prefix) :].split("__")
             if path[0] == field_name.upper() and _annotation_path(field.annotation, path[1:]):
