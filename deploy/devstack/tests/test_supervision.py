@@ -75,6 +75,7 @@ def test_the_stack_configuration_is_what_supervisord_reads(tmp_path: Path) -> No
         "agent",
         "approver",
         "auditor",
+        "executor",
     }
     env = stack.env()
     for name, process in processes.items():
@@ -87,6 +88,8 @@ def test_the_stack_configuration_is_what_supervisord_reads(tmp_path: Path) -> No
         expected = {**env, MARKER_ENV: str(supervisor.conf_path)}
         if name.startswith("gateway-"):
             expected["GATEWAY_HTTP__PORT"] = stack.url(name).rsplit(":", 1)[1]
+        if name == "approver":  # the executor program runs execution, relay and sweeps
+            expected["APPROVER_BACKGROUND"] = "false"
         assert process.environment == expected, name
     assert processes["gateway-1"].command.endswith(" -m gateway")
     assert processes["broker"].command.endswith(" -m devstack.broker_runner")

@@ -285,7 +285,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=100, help="ranking depth scored")
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--qdrant-url",
+        default=os.environ.get("QDRANT_URL"),
+        help="index the corpus in a Qdrant server (default: QDRANT_URL) instead of the"
+        " embedded index, in a collection of the run's own, deleted afterwards",
+    )
     args = parser.parse_args(argv)
+    collection = f"bench_retrieval_{os.getpid()}"
 
     data = load_beir(args.data, args.split)
     print(
@@ -297,10 +304,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = base.model_copy(
             update={
                 "cache": CacheSettings(enabled=False),
-                "index": IndexSettings(path=work / "index"),
+                "index": IndexSettings(path=work / "index")
+                if not args.qdrant_url
+                # The rest (API key: RETRIEVER_INDEX__QDRANT_API_KEY) from the environment.
+                else base.index.model_copy(
+                    update={"qdrant_url": args.qdrant_url, "collection": collection}
+                ),
             }
         )
         results: dict[str, Any] = {
+            "index": "qdrant-server" if args.qdrant_url else "embedded (qdrant-edge)",
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "settings": {
                 "embedding": settings.embedding.model_dump(
@@ -355,6 +368,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "latency": {s: {"p50_ms": v[0], "p95_ms": v[1]} for s, v in scaled.items()},
                 }
         finally:
+            if args.qdrant_url:
+                from qdrant_client import QdrantClient
+
+                QdrantClient(
+                    url=args.qdrant_url,
+                    api_key=key.get_secret_value() if (key := base.index.qdrant_api_key) else None,
+                ).delete_collection(collection)
             engine.close()
     print_report(results)
     if args.json:

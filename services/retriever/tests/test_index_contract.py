@@ -275,3 +275,57 @@ class TestQdrantClientIndex(IndexContract):
         with pytest.raises(LayoutMismatch):
             QdrantChunkIndex(client, "k", dim=DIM, embedding_model="another-model")
         client.close()
+
+
+def _qdrant_server() -> tuple[str | None, str]:
+    """QDRANT_URL when a Qdrant server answers there (compose, a testcontainer), else a reason."""
+    import os
+
+    url = os.environ.get("QDRANT_URL")
+    if not url:
+        return None, "QDRANT_URL is not set: the Qdrant server path runs only where a server does"
+    # No version check: it runs in a thread of its own, which fails noisily on a dead port.
+    client = QdrantClient(
+        url=url, api_key=os.environ.get("QDRANT_API_KEY"), timeout=3, check_compatibility=False
+    )
+    try:
+        client.get_collections()
+    except Exception as exc:  # any failure to talk to it means: not here
+        return None, f"no Qdrant server answers at QDRANT_URL ({type(exc).__name__})"
+    finally:
+        client.close()
+    return url, ""
+
+
+@pytest.mark.integration
+class TestQdrantServerIndex(IndexContract):
+    """The same contract against a real Qdrant server, in a collection of each test's own.
+
+    Skipped, saying why, where no server answers at ``QDRANT_URL``: this machine has none,
+    so here the server adapter is covered only through qdrant-client's local mode above.
+    """
+
+    @pytest.fixture
+    def index(self, tmp_path: Path) -> Iterator[ChunkIndex]:
+        import os
+        import uuid
+
+        url, reason = _qdrant_server()
+        if url is None:
+            pytest.skip(reason)
+        client = QdrantClient(url=url, api_key=os.environ.get("QDRANT_API_KEY"), timeout=10)
+        collection = f"contract_{uuid.uuid4().hex[:10]}"
+        index = QdrantChunkIndex(client, collection, dim=DIM, embedding_model="hashing")
+        try:
+            yield index
+        finally:
+            client.delete_collection(collection)
+            index.close()
+
+
+def test_qdrant_server_probe_says_why_it_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    assert "QDRANT_URL is not set" in _qdrant_server()[1]
+    monkeypatch.setenv("QDRANT_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    url, reason = _qdrant_server()
+    assert url is None and "no Qdrant server answers" in reason
