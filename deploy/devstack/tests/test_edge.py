@@ -164,3 +164,51 @@ def test_the_executor_runs_apart_from_the_approver_api(stack: LocalStack) -> Non
     assert stack.wait_running("executor", new_pid_than=before, timeout=60) != before
     assert stack.pid("approver") == approver.pid, "the API was left alone"
     assert httpx.get(f"{stack.url('approver')}/healthz", timeout=5).status_code == 200
+
+
+async def test_an_approved_refund_is_executed_by_the_executor_program(stack: LocalStack) -> None:
+    """Asked through nginx, approved through nginx's approver port, executed by the executor
+    program: the approver API itself runs no executor (APPROVER_BACKGROUND=false)."""
+    customer = {"Authorization": f"Bearer {_token('casey.customer')}"}
+    approver = {
+        "Authorization": "Bearer "
+        + TokenService(AuthSettings()).mint(
+            user_id="lee.l1", tenant_id="harborpine", roles=["support"], level="L1", ttl_s=600
+        )
+    }
+    async with httpx.AsyncClient(timeout=30) as client:
+        asked = await client.post(
+            f"{stack.edge_url}/v1/chat",
+            params={"wait": 20},
+            json={"message": "Please refund 1 EUR on my order HP-10024, the parcel was late."},
+            headers={**customer, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert asked.status_code == 200, asked.text
+        assert asked.json()["status"] == "pending_approval", asked.json()
+        request_id = asked.json()["request_id"]
+
+        page = await client.get(
+            f"{stack.approver_edge_url}/v1/approvals",
+            params={"actionable": "true"},
+            headers=approver,
+        )
+        [item] = [i for i in page.json()["items"] if i.get("request_id") == request_id]
+        decided = await client.post(
+            f"{stack.approver_edge_url}/v1/approvals/{item['draft_id']}/approve",
+            json={"reason": "edge test"},
+            headers=approver,
+        )
+        assert decided.status_code == 200, decided.text
+
+        deadline = asyncio.get_running_loop().time() + 60
+        status = ""
+        while status != "executed":
+            assert asyncio.get_running_loop().time() < deadline, f"still {status}"
+            await asyncio.sleep(0.5)
+            view = await client.get(f"{stack.edge_url}/v1/requests/{request_id}", headers=customer)
+            status = view.json()["status"]
+    with psycopg.connect(stack.state.database_url) as conn:
+        [(count,)] = conn.execute(
+            "SELECT count(*) FROM tools.refunds WHERE request_id = %s", (request_id,)
+        ).fetchall()
+    assert count == 1, "one effect for the approved action"

@@ -1,9 +1,11 @@
 """One contract for the ChunkIndex port, run against every adapter.
 
 The in-memory fake (unit), the embedded qdrant-edge index (default) and the Qdrant server
-adapter (through qdrant-client's local mode, which implements the server's API in process:
-no Qdrant server can run here) must all behave the same: otherwise tests written against
-the fake would prove nothing about production.
+adapter must all behave the same: otherwise tests written against the fake would prove
+nothing about production. The server adapter runs twice: through qdrant-client's local mode
+(the server's API in process), always, and against a real Qdrant server whenever one answers
+at ``QDRANT_URL`` (compose, a testcontainer); without one that class skips, saying so. No
+Qdrant server runs on the development machine.
 """
 
 from __future__ import annotations
