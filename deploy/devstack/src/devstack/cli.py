@@ -81,17 +81,16 @@ def _summary(stack: LocalStack) -> None:
         user_id="lee.l1", tenant_id="harborpine", roles=["support"], level="L1", ttl_s=8 * 3600
     )
     print("\nAll services are healthy:")
-    for name in stack.http_programs():
-        if name == "nginx":
-            print(
-                f"  {name:<10} {stack.edge_url}   (the gateways;"
-                f" approver API {stack.approver_edge_url})"
-            )
-            continue
+    for name in stack.service_programs():
         print(f"  {name:<10} {stack.url(name)}   ({stack.url(name)}/healthz, /metrics)")
     print(f"  traces     {stack.sink_url}/traces/<trace_id>")
     print(f"  API docs   {stack.url('gateway')}/docs")
     print(f"  logs       {stack.config.state_dir / 'logs'}/<program>.log (rotated)")
+    if stack.config.nginx:
+        print(
+            f"  edge       {stack.edge_url} (nginx: the gateways),"
+            f" {stack.approver_edge_url} (approver API); executor: `make ctl ARGS=status`"
+        )
     print("\nYour token (casey.customer, a customer of harborpine; development key, 8 h):")
     print(f"  export TOKEN={customer}")
     print("\nThen ask, as the README does:")
@@ -142,7 +141,7 @@ def status_report(stack: LocalStack) -> tuple[list[str], bool]:
         programs = stack.programs()
     except SupervisorError as exc:
         return [f"supervisord is not running ({exc}); `make up` recovers the stack"], False
-    health_urls = {name: f"{stack.url(name)}/healthz" for name in stack.http_programs()}
+    health_urls = {name: f"{stack.url(name)}/healthz" for name in stack.service_programs()}
     health_urls["otlp-sink"] = f"{stack.sink_url}/healthz"
     ok = True
     lines = [

@@ -235,7 +235,11 @@ class LocalStack:
 
     def program_names(self) -> list[str]:
         """Every supervised program, in start order."""
-        return [*self.infrastructure_programs(), *self.service_programs()]
+        return [
+            *self.infrastructure_programs(),
+            *self.service_programs(),
+            *self.worker_programs(),
+        ]
 
     def infrastructure_programs(self) -> list[str]:
         """What the services need running first: the broker (unless external), the span sink,
@@ -247,14 +251,14 @@ class LocalStack:
         return names
 
     def service_programs(self) -> list[str]:
-        """The platform's programs: gateway replicas, the other services, the executor, and
-        nginx in front (started last, stopped first)."""
-        names = [*self.gateway_programs(), *(s for s in SERVICES if s != "gateway"), *_WORKERS]
+        """The programs that answer ``/healthz``: gateway replicas, the other services, and
+        nginx in front (stopped first)."""
+        names = [*self.gateway_programs(), *(s for s in SERVICES if s != "gateway")]
         return [*names, "nginx"] if self.config.nginx else names
 
-    def http_programs(self) -> list[str]:
-        """The service programs that answer ``/healthz`` (all but the executor)."""
-        return [n for n in self.service_programs() if n not in _WORKERS]
+    def worker_programs(self) -> list[str]:
+        """Programs without an HTTP port: the executor (RUNNING is all there is to check)."""
+        return list(_WORKERS)
 
     def _http_ports(self) -> dict[str, int]:
         replicas = zip(self.gateway_programs(), self.config.gateway_ports(), strict=True)
@@ -413,7 +417,9 @@ class LocalStack:
                 _step("knowledge base", self._ingest)
                 self.state.index_ready = True
                 self._save()
-            actions += _started(supervisor.start_programs(self.service_programs()))
+            actions += _started(
+                supervisor.start_programs([*self.service_programs(), *self.worker_programs()])
+            )
             self.wait_healthy(timeout=timeout)
         except BaseException:
             if fresh:

@@ -66,9 +66,8 @@ def build_service(
                 await background.pop().stop()
 
         # Registered after the pool's hooks: started once it is open, stopped before it closes.
-        if settings.background:
-            service.on_startup(start_background)
-            service.on_shutdown(stop_background)
+        service.on_startup(start_background if settings.background else _elsewhere)
+        service.on_shutdown(stop_background)
     else:
         fixed = store
 
@@ -115,3 +114,7 @@ def build(settings: ApproverSettings | None = None) -> FastAPI:
         title="Approver",
         description="Approvals of proposed actions: list, decide, and the inbox page at /inbox.",
     )
+
+
+async def _elsewhere() -> None:
+    """APPROVER_BACKGROUND=false: `python -m approver.worker` runs the loops instead."""
