@@ -401,3 +401,35 @@ def test_grafana_is_provisioned_from_the_mounted_folders(compose: dict[str, Any]
     assert urls == {"prometheus": "http://prometheus:9090", "jaeger": "http://jaeger:16686"}
     for dashboard in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
         json.loads(dashboard.read_text())  # each one loads
+
+
+@pytest.mark.parametrize(
+    ("service", "port", "path"), [("qdrant", 6333, "readyz"), ("nginx", 8080, "nginx-health")]
+)
+def test_the_dev_tcp_health_checks_pass_on_200_and_fail_otherwise(
+    compose: dict[str, Any], tmp_path: Path, service: str, port: int, path: str
+) -> None:
+    """The images without curl are probed through bash's /dev/tcp: the command is run here
+    against an HTTP server that answers 200 on the probed path, then 404."""
+    import http.server
+    import threading
+
+    from devstack.ports import free_port
+
+    (tmp_path / path).write_text("ok")
+    local = free_port()
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", local), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        test = _services(compose)[service]["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "bash", "-c"]
+        script = test[3].replace(f"127.0.0.1/{port}", f"127.0.0.1/{local}")
+        assert script != test[3]
+        ok = subprocess.run(["bash", "-c", script], timeout=10, check=False)
+        assert ok.returncode == 0
+        (tmp_path / path).unlink()
+        missing = subprocess.run(["bash", "-c", script], timeout=10, check=False)
+        assert missing.returncode != 0
+    finally:
+        server.shutdown()
