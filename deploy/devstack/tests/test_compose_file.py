@@ -161,6 +161,28 @@ def test_the_settings_check_refuses_unknown_variables() -> None:
     assert not settings_read(GatewaySettings, "RETRIEVER_INDEX__QDRANT_URL")
 
 
+def test_a_shared_blocks_own_alias_counts_as_read() -> None:
+    """How a cache block reading REDIS_URL (by alias, under its CACHE_ prefix) is seen."""
+    from pydantic import AliasChoices, Field
+    from pydantic_settings import SettingsConfigDict
+
+    from shared.settings import ServiceSettings
+
+    class Caches(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="CACHE_", extra="forbid")
+        redis_url: str | None = Field(
+            default=None, validation_alias=AliasChoices("REDIS_URL", "CACHE_REDIS_URL")
+        )
+
+    class WithCaches(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="X_", env_nested_delimiter="__")
+        caches: Caches = Field(default_factory=Caches)
+
+    assert settings_read(WithCaches, "REDIS_URL")
+    assert settings_read(WithCaches, "CACHE_REDIS_URL")
+    assert not settings_read(WithCaches, "REDIS_URI")
+
+
 def test_the_production_environment_builds_every_services_settings(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

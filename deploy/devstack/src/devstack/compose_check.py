@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 __all__ = ["InterpolationError", "interpolate", "load", "settings_read"]
@@ -100,8 +101,7 @@ def settings_read(settings: type[BaseSettings], variable: str) -> bool:
     prefix = str(config.get("env_prefix", "")).upper()
     name = variable.upper()
     for field_name, field in settings.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, str) and alias.upper() == name:
+        if name in _aliases(field):
             return True
         block = _settings_class(field.annotation)
         if block is not None and block is not settings:
@@ -109,11 +109,21 @@ def settings_read(settings: type[BaseSettings], variable: str) -> bool:
             rest = name[len(block_prefix) :].split("__")
             if block_prefix and name.startswith(block_prefix) and _model_path(block, rest):
                 return True
+            # A block's field may be read under a name of its own (CacheSettings: REDIS_URL).
+            if any(name in _aliases(f) for f in block.model_fields.values()):
+                return True
         if name.startswith(prefix):
             path = name[len(prefix) :].split("__")
             if path[0] == field_name.upper() and _annotation_path(field.annotation, path[1:]):
                 return True
     return False
+
+
+def _aliases(field: FieldInfo) -> set[str]:
+    """The environment names a field's ``validation_alias`` gives it (a name, or choices)."""
+    alias = field.validation_alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    return {c.upper() for c in choices if isinstance(c, str)}
 
 
 def _settings_class(annotation: Any) -> type[BaseSettings] | None:
