@@ -273,6 +273,20 @@ def ingest_copies(engine: Engine, data: BeirDataset, copies: int) -> float:
 
 
 # --------------------------------------------------------------------------- main
+def _qdrant_answers(url: str, index: IndexSettings) -> bool:
+    from qdrant_client import QdrantClient
+
+    key = index.qdrant_api_key.get_secret_value() if index.qdrant_api_key else None
+    client = QdrantClient(url=url, api_key=key, timeout=3, check_compatibility=False)
+    try:
+        client.get_collections()
+    except Exception:  # unreachable, refused, or not Qdrant: all mean "not here"
+        return False
+    finally:
+        client.close()
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -293,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     collection = f"bench_retrieval_{os.getpid()}"
+    if args.qdrant_url and not _qdrant_answers(args.qdrant_url, RetrieverSettings().index):
+        print(f"no Qdrant server answers at {args.qdrant_url}: measuring the embedded index")
+        args.qdrant_url = None
 
     data = load_beir(args.data, args.split)
     print(
