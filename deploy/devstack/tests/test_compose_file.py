@@ -331,9 +331,10 @@ def test_nginx_listens_where_compose_publishes(compose: dict[str, Any]) -> None:
     config = nginx.compose_config()
     published = {str(p).rsplit(":", 1)[1] for p in _services(compose)["nginx"]["ports"]}
     assert published == {config.gateway_listen, config.approver_listen}
-    upstreams = {s.split(":")[0] for s in (*config.gateway_servers, *config.approver_servers)}
+    servers = (*config.gateway_servers, *config.approver_servers, *config.agent_servers)
+    upstreams = {s.split(":")[0] for s in servers}
     assert upstreams <= set(_services(compose)), "nginx proxies to compose services"
-    expose = {s.split(":")[1] for s in (*config.gateway_servers, *config.approver_servers)}
+    expose = {s.split(":")[1] for s in servers}
     assert expose == {"8000"}
     assert _services(compose)["gateway"]["environment"]["GATEWAY_HTTP__PORT"] == "8000"
 
@@ -345,6 +346,7 @@ def test_nginx_accepts_the_compose_configuration(tmp_path: Path) -> None:
     text = nginx.render(nginx.compose_config())
     text = text.replace("server gateway:", "server 127.0.0.1:")
     text = text.replace("server approver:", "server 127.0.0.1:")
+    text = text.replace("server agent:", "server 127.0.0.1:")
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
     result = nginx.check(conf, tmp_path)
@@ -356,6 +358,7 @@ def test_nginx_accepts_the_local_configuration(tmp_path: Path) -> None:
     config = nginx.NginxConfig(
         gateway_servers=["127.0.0.1:18001", "127.0.0.1:18012", "127.0.0.1:18013"],
         approver_servers=["127.0.0.1:18004"],
+        agent_servers=["127.0.0.1:18003"],
         gateway_listen="127.0.0.1:18080",
         approver_listen="127.0.0.1:18081",
         runtime_dir=tmp_path,
@@ -375,6 +378,7 @@ def test_nginx_t_catches_a_broken_configuration(tmp_path: Path) -> None:
     _nginx_required()
     text = nginx.render(nginx.compose_config()).replace("server gateway:", "server 127.0.0.1:")
     text = text.replace("server approver:", "server 127.0.0.1:")
+    text = text.replace("server agent:", "server 127.0.0.1:")
     conf = tmp_path / "nginx.conf"
     conf.write_text(text.replace("proxy_buffering off;", "proxy_bufering off;"))
     result = nginx.check(conf, tmp_path)

@@ -72,6 +72,9 @@ def test_the_shape_runs_supervised(stack: LocalStack) -> None:
     assert httpx.get(f"{stack.edge_url}/nginx-health", timeout=5).text == "ok\n"
     assert httpx.get(f"{stack.edge_url}/healthz", timeout=5).status_code == 200
     assert httpx.get(f"{stack.approver_edge_url}/healthz", timeout=5).status_code == 200
+    # /mcp reaches the agent's MCP server, which wants a token (401, not nginx's 404).
+    mcp = httpx.post(f"{stack.edge_url}/mcp", json={}, timeout=5)
+    assert mcp.status_code == 401, mcp.text
 
 
 def test_nginx_refuses_a_body_over_the_limit_before_any_gateway(stack: LocalStack) -> None:

@@ -290,6 +290,7 @@ class LocalStack:
         return nginx.NginxConfig(
             gateway_servers=[f"127.0.0.1:{p}" for p in c.gateway_ports()],
             approver_servers=[f"127.0.0.1:{c.ports['approver']}"],
+            agent_servers=[f"127.0.0.1:{c.ports['agent']}"],
             gateway_listen=f"127.0.0.1:{c.nginx_port}",
             approver_listen=f"127.0.0.1:{c.nginx_approver_port}",
             runtime_dir=c.state_dir / "nginx",
