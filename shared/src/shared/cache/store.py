@@ -10,6 +10,7 @@ uncached. The same contract tests run against both stores (``shared/tests/test_c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -104,9 +105,7 @@ class RedisStore:
 
     kind = "redis"
 
-    def __init__(
-        self, url: str, *, namespace: str = "platform", timeout_s: float = 0.25
-    ) -> None:
+    def __init__(self, url: str, *, namespace: str = "platform", timeout_s: float = 0.25) -> None:
         self._ns = namespace
         self._client = aioredis.Redis.from_url(
             url,
@@ -157,26 +156,22 @@ class RedisStore:
     async def drop_tag(self, tag: str) -> int:
         tag_key = self._k(f"tag:{tag}")
         try:
-            members = await self._client.smembers(tag_key)  # type: ignore[misc]
+            members = await self._client.smembers(tag_key)
             keys = [self._k(m.decode() if isinstance(m, bytes) else str(m)) for m in members]
-            if not keys:
-                await self._client.delete(tag_key)
-                return 0
-            deleted = int(await self._client.delete(*keys))
+            deleted = int(await self._client.delete(*keys)) if keys else 0
             await self._client.delete(tag_key)
-            return deleted
         except (RedisError, OSError) as exc:
             self._failed("drop_tag", exc)
             return 0
+        return deleted
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._client.ping())  # type: ignore[misc]
+            return bool(await self._client.ping())
         except (RedisError, OSError):
             return False
 
     async def close(self) -> None:
-        try:
+        # Closing a dead connection: nothing left to do.
+        with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
-        except (RedisError, OSError):  # closing a dead connection: nothing left to do
-            pass

@@ -110,6 +110,11 @@ class RetrievalStats(BaseModel):
     embedding_cache_hit: bool = Field(
         default=False, description="The query's vector came from the embedding cache."
     )
+    content_version: str = Field(
+        default="",
+        description="Digest of the tenant's indexed documents and versions: equal on every"
+        " replica holding the same documents; the caches key on it.",
+    )
 
 
 class GuardrailVerdict(BaseModel):
