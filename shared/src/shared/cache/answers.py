@@ -21,8 +21,6 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel
 
-from shared.contracts import Citation
-
 from .caches import CacheMetrics, NamedCache, digest
 from .settings import CacheSettings
 from .store import CacheStore
@@ -44,10 +42,14 @@ def document_tag(tenant_id: str, doc_id: str) -> str:
 
 
 class CachedAnswer(BaseModel):
-    answer: str
-    citations: tuple[Citation, ...]
-    model: str
+    #: The model's reply with each ``[n]`` written as ``[#k]``, k indexing ``chunk_ids``: the
+    #: same chunks may sit at other positions in the next request's retrieval.
+    template: str
     chunk_ids: tuple[str, ...]
+    doc_ids: tuple[str, ...]
+    model: str
+    #: The answering model's provider: the citation check is stricter for generative ones.
+    provider: str
 
 
 class AnswerCache:
@@ -83,7 +85,7 @@ class AnswerCache:
     ) -> None:
         if not content_version:
             return
-        tags = {document_tag(tenant_id, c.doc_id) for c in answer.citations}
+        tags = {document_tag(tenant_id, doc_id) for doc_id in answer.doc_ids}
         await self.entries.put(
             self.key(question, scope_key, content_version), answer, tags=sorted(tags)
         )
