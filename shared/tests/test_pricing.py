@@ -91,3 +91,14 @@ def test_cost_metrics_names_and_bounded_tenant_label() -> None:
     assert 'platform_cost_usd_total{model="gpt-4.1"' in text
     assert 'tenant="acme"' in text and 'tenant="other"' in text
     assert 'tenant="globex"' not in text
+
+
+def test_enduser_pseudonym_is_stable_keyed_and_names_no_one() -> None:
+    from shared.principal import Principal
+
+    casey = Principal(user_id="casey.customer", tenant_id="harborpine")
+    first = casey.pseudonym(b"k1")
+    assert first == casey.pseudonym(b"k1") and len(first) == 24
+    assert first != casey.pseudonym(b"k2")
+    assert first != casey.model_copy(update={"user_id": "sam"}).pseudonym(b"k1")
+    assert "casey" not in first
