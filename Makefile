@@ -9,7 +9,7 @@ SPLIT ?= train
 # as the stack being recovered has.
 GATEWAYS ?=
 
-.PHONY: help install up down status token publish follow-audit ctl demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test reliability dlq asyncapi clean
+.PHONY: help install up down status token publish follow-audit ctl demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test reliability dlq asyncapi clean bench-cache trace cost
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -96,6 +96,16 @@ bench-answers: install ## Answer quality of the offline model on the knowledge b
 
 bench-guardrails: install ## Injection detector (cross-validated) and PII redactor on the shared data sets
 	$(RUN) python -m evals.bench_guardrails --data ../shared/data/prompt-injection/deepset-train.jsonl --data ../shared/data/pii/presidio-synth-dev.json
+
+bench-cache: install ## Caches off vs on: 2,000 Zipf-drawn requests, two principals, through an ephemeral stack (ARGS=)
+	$(RUN) python -m evals.bench_cache $(ARGS)
+
+trace: ## One request's saga as a timeline: step, service, duration, model, tokens, cost, cache (ID=request id)
+	@test -n "$(ID)" || { echo "usage: make trace ID=<request id>"; exit 2; }
+	@$(RUN) trace $(ID)
+
+cost: ## Cost of requests from the audit log (ARGS="--by tenant|model|day --since 7d")
+	@$(RUN) cost report $(ARGS)
 
 asyncapi: install ## Write the AsyncAPI document of every topic to docs/asyncapi.json
 	$(RUN) python -m shared.contracts.asyncapi > docs/asyncapi.json

@@ -98,3 +98,49 @@ def test_without_backups_the_file_is_truncated(tmp_path: Path) -> None:
 def test_the_limits_come_from_the_environment() -> None:
     assert limits_from_env({}) == (20 * 1024 * 1024, 2)
     assert limits_from_env({"OTLP_SINK_MAX_BYTES": "1234", "OTLP_SINK_BACKUPS": "5"}) == (1234, 5)
+
+
+def test_the_viewer_lists_recent_traces_and_draws_one_with_links_and_facts(
+    tmp_path: Path,
+) -> None:
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+    client = TestClient(build_app(tmp_path / "spans.jsonl"))
+    decision = Span(
+        trace_id=bytes.fromhex(OTHER),
+        span_id=os.urandom(8),
+        name="approval.decide",
+        start_time_unix_nano=10,
+        end_time_unix_nano=20,
+        links=[Span.Link(trace_id=bytes.fromhex(TRACE), span_id=os.urandom(8))],
+        attributes=[KeyValue(key="approval.decision", value=AnyValue(string_value="approve"))],
+    )
+    chat = Span(
+        trace_id=bytes.fromhex(TRACE),
+        span_id=os.urandom(8),
+        name="chat <script>",
+        start_time_unix_nano=1_000,
+        end_time_unix_nano=5_000,
+        status=Status(code=Status.STATUS_CODE_ERROR),
+        attributes=[KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(int_value=812))],
+    )
+    resource = Resource(
+        attributes=[KeyValue(key="service.name", value=AnyValue(string_value="agent"))]
+    )
+    body = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=[decision, chat])])
+        ]
+    ).SerializeToString()
+    assert client.post("/v1/traces", content=body).status_code == 200
+    listed = client.get("/traces").json()["traces"]
+    assert {t["trace_id"] for t in listed} == {TRACE, OTHER}
+    page = client.get(f"/ui/{TRACE}").text
+    assert "in=812" in page and "bar err" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page  # span names are escaped
+    linked = client.get(f"/ui/{OTHER}").text
+    assert f"/ui/{TRACE}" in linked and "decision=approve" in linked
+    assert f"/ui/{TRACE}" in client.get("/").text
+    assert client.get("/ui/not-a-trace").status_code == 404
+    [span] = client.get(f"/traces/{OTHER}").json()["spans"]
+    assert span["links"][0]["trace_id"] == TRACE

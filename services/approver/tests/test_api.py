@@ -239,3 +239,37 @@ async def test_inbox_page_is_served_with_a_strict_content_security_policy(api: A
     script = await api.client.get("/inbox/inbox.js")
     assert "innerHTML" not in script.text, "values are written as text, never as HTML"
     assert script.headers["content-type"].startswith("text/javascript")
+
+
+async def test_a_decision_is_its_own_trace_linked_to_the_sagas(
+    api: Api, make_draft: DraftFactory, bearer: Callable[..., dict[str, str]]
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)  # installed by the first service built
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    saga = provider.get_tracer("test").start_span("chat.request")
+    with trace.use_span(saga, end_on_exit=True):
+        draft = await api.add(make_draft())
+    saga_ctx = saga.get_span_context()
+    with provider.get_tracer("test").start_as_current_span("an unrelated http request"):
+        done = await api.client.post(
+            f"/v1/approvals/{draft.event_id}/approve",
+            json={"reason": "receipt ok"},
+            headers=bearer("ann", "L1"),
+        )
+    assert done.status_code == 200, done.text
+    exporter.shutdown()
+    [decision] = [s for s in exporter.get_finished_spans() if s.name == "approval.decide"]
+    assert decision.parent is None, "a root span of its own"
+    assert decision.context.trace_id != saga_ctx.trace_id
+    [link] = decision.links
+    assert (link.context.trace_id, link.context.span_id) == (saga_ctx.trace_id, saga_ctx.span_id)
+    assert decision.attributes is not None
+    assert decision.attributes["approval.decision"] == "approve"
+    assert decision.attributes["request_id"] == str(draft.request_id)

@@ -7,6 +7,8 @@ the agent and approver into tool and approval permissions.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -108,3 +110,13 @@ class Principal(BaseModel):
         keyed by it can never leak across a permission boundary.
         """
         return f"{self.tenant_id}|{','.join(self.roles)}|{self.level.value}"
+
+    def pseudonym(self, key: bytes) -> str:
+        """A stable id for ``enduser.id`` on spans: a keyed hash of tenant and user.
+
+        The same user always maps to the same value, so an operator can find all of one
+        user's traces from a complaint (by computing it with the key), but the value names no
+        one to whoever reads the traces without the key.
+        """
+        message = f"{self.tenant_id}\x1f{self.user_id}".encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:24]

@@ -14,6 +14,9 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.cache.settings import CacheSettings
+from shared.pricing import PricingSettings
+
 __all__ = [
     "DEV_JWT_SECRET",
     "AuthSettings",
@@ -215,6 +218,9 @@ class ServiceSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     saga: SagaSettings = Field(default_factory=SagaSettings)
+    # Read by every service so a malformed table or cache setting fails every one at start-up.
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
+    caches: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Self:

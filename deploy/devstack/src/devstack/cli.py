@@ -83,7 +83,7 @@ def _summary(stack: LocalStack) -> None:
     print("\nAll services are healthy:")
     for name in stack.service_programs():
         print(f"  {name:<10} {stack.url(name)}   ({stack.url(name)}/healthz, /metrics)")
-    print(f"  traces     {stack.sink_url}/traces/<trace_id>")
+    print(f"  traces     {stack.sink_url}/  (trace viewer; JSON: /traces/<trace_id>)")
     print(f"  API docs   {stack.url('gateway')}/docs")
     print(f"  logs       {stack.config.state_dir / 'logs'}/<program>.log (rotated)")
     if stack.config.nginx:

@@ -25,11 +25,15 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from .trace_view import recent_traces, render_index, render_trace
 
 __all__ = [
     "DEFAULT_BACKUPS",
@@ -59,10 +63,18 @@ def flatten(request: ExportTraceServiceRequest) -> list[dict[str, Any]]:
                     "start_ns": span.start_time_unix_nano,
                     "end_ns": span.end_time_unix_nano,
                     "attributes": {a.key: _value(a.value) for a in span.attributes},
+                    "status": {"code": _STATUS.get(span.status.code, "UNSET")},
+                    "links": [
+                        {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex()}
+                        for link in span.links
+                    ],
                 }
                 for span in scope_spans.spans
             )
     return spans
+
+
+_STATUS = {Status.STATUS_CODE_OK: "OK", Status.STATUS_CODE_ERROR: "ERROR"}
 
 
 def _value(value: Any) -> Any:
@@ -133,6 +145,20 @@ class SpanFile:
                 )
         return spans
 
+    def tail(self, max_bytes: int = 4 * 1024 * 1024) -> list[dict[str, Any]]:
+        """The spans in the last ``max_bytes`` of the current file (the recent traces)."""
+        with self._lock:
+            try:
+                handle = self.path.open("rb")
+            except FileNotFoundError:
+                return []
+        with handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - max_bytes))
+            if size > max_bytes:
+                handle.readline()  # a partial line
+            return [json.loads(line) for line in handle if line.strip()]
+
 
 def build_app(
     path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS
@@ -164,6 +190,22 @@ def build_app(
             "services": sorted({s["service"] for s in found if s["service"]}),
             "spans": found,
         }
+
+    @app.get("/traces")
+    async def list_traces(limit: int = 50) -> dict[str, Any]:
+        recent = await asyncio.to_thread(spans.tail)
+        return {"traces": recent_traces(recent, min(max(limit, 1), 500))}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        recent = await asyncio.to_thread(spans.tail)
+        return HTMLResponse(render_index(recent_traces(recent)))
+
+    @app.get("/ui/{trace_id}", response_class=HTMLResponse)
+    async def trace_page(trace_id: str) -> HTMLResponse:
+        if not (len(trace_id) == 32 and all(c in "0123456789abcdef" for c in trace_id)):
+            return HTMLResponse(render_trace(trace_id[:64], []), status_code=404)
+        return HTMLResponse(render_trace(trace_id, await asyncio.to_thread(spans.read, trace_id)))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from shared.auth import TokenService
+from shared.cache import AnswerCache, CacheMetrics, CacheStore, open_store
 from shared.contracts import ContextRetrieved, Topic
 from shared.guardrails import PIIRedactor, default_redactor
+from shared.pricing import CostMetrics
 from shared.service import Service
 from shared.tools import ToolRegistry, default_registry
 
@@ -71,6 +73,7 @@ def build_agent(
     tiers: ModelTiers | None = None,
     redactor: PIIRedactor | None = None,
     connect: Connect | None = None,
+    cache_store: CacheStore | None = None,
     **overrides: Any,
 ) -> AgentService:
     """Everything from settings; tests pass fakes for the registry, limiter, models or the
@@ -78,6 +81,8 @@ def build_agent(
     service = Service("agent", settings, **overrides)
     db = service.use_database()
     metrics = AgentMetrics(service.telemetry.meter("agent"))
+    # Opening a store connects lazily: nothing touches Redis before the first request.
+    store: CacheStore = cache_store or open_store(settings.caches)
     built_tiers, classifier = _tiers(settings)
     tools = ToolGateway(
         registry or default_registry(),
@@ -95,7 +100,13 @@ def build_agent(
         redactor=redactor or default_redactor(),
         metrics=metrics,
         budget=settings.loop,
+        pricing=settings.pricing,
+        costs=CostMetrics(service.telemetry.meter("agent.cost")),
+        answers=AnswerCache(
+            store, settings.caches, CacheMetrics(service.telemetry.meter("agent.cache"))
+        ),
     )
+    service.on_shutdown(store.close)
 
     async def on_retrieved(event: ContextRetrieved) -> None:
         await handle_context_retrieved(event, ports)

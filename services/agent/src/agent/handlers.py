@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
 
+from shared.cache import AnswerCache
 from shared.contracts import (
     AuditOutcome,
     Citation,
@@ -27,12 +28,15 @@ from shared.contracts import (
 from shared.contracts.events import ModelRoute
 from shared.guardrails import PIIRedactor
 from shared.messaging import EventBus
+from shared.pricing import CostMetrics, PricingSettings
 
+from .answer_reuse import cacheable, reply_from, template_of
 from .audit import AuditTrail
-from .citations import check_citations
+from .citations import CitationReport, check_citations
+from .costing import request_cost
 from .loop import LoopResult, run_loop
 from .metrics import AgentMetrics
-from .models import ChatModel, Conversation
+from .models import ChatModel, Conversation, ModelReply, Usage
 from .question import focus_question
 from .resilience import ModelChain
 from .routing import Route, Router
@@ -72,6 +76,14 @@ class AgentPorts:
     redactor: PIIRedactor
     metrics: AgentMetrics
     budget: LoopSettings
+    pricing: PricingSettings = field(default_factory=PricingSettings)
+    costs: CostMetrics | None = None
+    #: The safe-answer cache (None: off).
+    answers: AnswerCache | None = None
+
+
+#: Tokens per model spent on one request.
+ChatUsage = tuple[tuple[str, Usage], ...]
 
 
 async def handle_context_retrieved(event: ContextRetrieved, ports: AgentPorts) -> DraftProduced:
@@ -92,6 +104,8 @@ async def handle_context_retrieved(event: ContextRetrieved, ports: AgentPorts) -
         },
     ) as span:
         verdict = event.input_verdict
+        usage: ChatUsage = ()
+        from_cache = False
         if verdict is not None and verdict.blocked:
             draft = _draft(event, DraftKind.REFUSAL, BLOCKED_TEXT, model="guardrail:input")
             trail.record(
@@ -105,9 +119,13 @@ async def handle_context_retrieved(event: ContextRetrieved, ports: AgentPorts) -
             )
             ports.metrics.guardrail("input", "blocked")
         else:
-            draft = await _run_agent(event, ports, trail)
+            draft, usage, from_cache = await _run_agent(event, ports, trail)
+        cost = request_cost(ports.pricing, event, usage)
+        draft = draft.model_copy(update={"cost": cost, "served_from_cache": from_cache})
         span.set_attribute("draft.kind", draft.kind.value)
         span.set_attribute("gen_ai.response.model", draft.model)
+        span.set_attribute("platform.cost_usd", cost.usd)
+        span.set_attribute("platform.answer_cache_hit", from_cache)
     await ports.bus.publish(Topic.DRAFT, draft)
     trail.record(
         "draft.produced",
@@ -118,15 +136,21 @@ async def handle_context_retrieved(event: ContextRetrieved, ports: AgentPorts) -
             "model": draft.model,
             "route": draft.route.route if draft.route else None,
             "tool": draft.action.tool if draft.action else None,
+            "served_from_cache": from_cache,
+            "cost_usd": cost.usd,
+            "cost": [item.model_dump(mode="json") for item in cost.items],
         },
     )
+    if ports.costs is not None:
+        ports.costs.record(event.tenant_id, cost)
     await trail.flush()
     return draft
 
 
 async def _run_agent(
     event: ContextRetrieved, ports: AgentPorts, trail: AuditTrail
-) -> DraftProduced:
+) -> tuple[DraftProduced, ChatUsage, bool]:
+    """The draft, the tokens each model spent on it, and whether it came from the cache."""
     request = event.request
     route = await ports.router.route(event)
     chain = ports.tiers.chain(route)
@@ -140,6 +164,10 @@ async def _run_agent(
         },
     )
     ports.metrics.routes.add(1, {"route": route.name, "by": route.by})
+    if route.name == "routine":
+        reused = await _from_answer_cache(event, ports, trail, chain[0].name)
+        if reused is not None:
+            return reused, (), True
     conversation = Conversation(
         question=focus_question(request.message, ports.redactor),
         principal=request.principal,
@@ -162,8 +190,52 @@ async def _run_agent(
         fallbacks=result.fallbacks,
     )
     if result.action is not None:
-        return _action_draft(event, result.action, result.model, model_route, ports.redactor)
-    return _answer_draft(event, result, model_route, ports, trail)
+        action = _action_draft(event, result.action, result.model, model_route, ports.redactor)
+        return action, result.usage_by_model, False
+    draft, report, redacted = _answer_draft(event, result, model_route, ports, trail)
+    if ports.answers is not None and cacheable(draft, result, report, redacted):
+        entry = template_of(result.reply.text, event.chunks, result.model, result.provider)
+        if entry is not None:
+            await ports.answers.put(
+                request.message,
+                request.principal.scope_key,
+                event.stats.content_version,
+                entry,
+                tenant_id=event.tenant_id,
+            )
+    return draft, result.usage_by_model, False
+
+
+async def _from_answer_cache(
+    event: ContextRetrieved, ports: AgentPorts, trail: AuditTrail, requested_model: str
+) -> DraftProduced | None:
+    """A safe answer stored for this question and scope, through the usual checks."""
+    if ports.answers is None:
+        return None
+    request = event.request
+    cached = await ports.answers.get(
+        request.message, request.principal.scope_key, event.stats.content_version
+    )
+    text = reply_from(cached, event.chunks) if cached is not None else None
+    if cached is None or text is None:
+        return None
+    conversation = Conversation(
+        question=focus_question(request.message, ports.redactor),
+        principal=request.principal,
+        chunks=event.chunks,
+    )
+    result = LoopResult(
+        reply=ModelReply(text=text, model=cached.model),
+        conversation=conversation,
+        model=cached.model,
+        provider=cached.provider,
+        fallbacks=(),
+        steps=0,
+        usage=Usage(),
+    )
+    route = ModelRoute(route="routine", reason="answer cache", requested_model=requested_model)
+    draft, _, _ = _answer_draft(event, result, route, ports, trail)
+    return draft
 
 
 def _answer_draft(
@@ -172,7 +244,7 @@ def _answer_draft(
     route: ModelRoute,
     ports: AgentPorts,
     trail: AuditTrail,
-) -> DraftProduced:
+) -> tuple[DraftProduced, CitationReport, bool]:
     chunks = event.chunks
     evidence = [json.dumps(t.content, default=str) for t in result.conversation.turns if t.ok]
     report = check_citations(
@@ -204,7 +276,7 @@ def _answer_draft(
     )
     ports.metrics.guardrail("output", "redacted" if found else "clean")
     grounded = report.verdict != "refused" and bool(report.citations or evidence)
-    return _draft(
+    draft = _draft(
         event,
         DraftKind.ANSWER if grounded else DraftKind.REFUSAL,
         text,
@@ -212,6 +284,7 @@ def _answer_draft(
         route=route,
         citations=report.citations,
     )
+    return draft, report, bool(found)
 
 
 def _action_draft(

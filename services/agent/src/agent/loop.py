@@ -32,6 +32,8 @@ class LoopResult:
     steps: int
     usage: Usage
     action: ProposedAction | None = None
+    #: Tokens per model that answered a step (a fallback mid-loop splits them), for pricing.
+    usage_by_model: tuple[tuple[str, Usage], ...] = ()
 
 
 async def run_loop(
@@ -46,6 +48,7 @@ async def run_loop(
 ) -> LoopResult:
     calls_left = budget.max_tool_calls
     usage = Usage()
+    by_model: dict[str, Usage] = {}
     fallbacks: list[str] = []
     for step in range(1, budget.max_steps + 1):
         if step == budget.max_steps or calls_left == 0:
@@ -59,8 +62,14 @@ async def run_loop(
             usage.input_tokens + reply.usage.input_tokens,
             usage.output_tokens + reply.usage.output_tokens,
         )
+        name = answered.model.name
+        spent = by_model.get(name, Usage())
+        by_model[name] = Usage(
+            spent.input_tokens + reply.usage.input_tokens,
+            spent.output_tokens + reply.usage.output_tokens,
+        )
         if not reply.tool_calls or not conversation.allow_tools:
-            return _result(reply, conversation, answered, fallbacks, step, usage)
+            return _result(reply, conversation, answered, fallbacks, step, usage, by_model=by_model)
         turns: list[ToolTurn] = []
         for call in reply.tool_calls:
             if calls_left == 0:
@@ -85,7 +94,14 @@ async def run_loop(
             )
             if outcome.action is not None:
                 return _result(
-                    reply, conversation, answered, fallbacks, step, usage, outcome.action
+                    reply,
+                    conversation,
+                    answered,
+                    fallbacks,
+                    step,
+                    usage,
+                    outcome.action,
+                    by_model=by_model,
                 )
             turns.append(ToolTurn(call, outcome.ok, outcome.data))
         conversation = conversation.with_turns(*turns)
@@ -100,6 +116,8 @@ def _result(
     step: int,
     usage: Usage,
     action: ProposedAction | None = None,
+    *,
+    by_model: dict[str, Usage],
 ) -> LoopResult:
     return LoopResult(
         reply=reply,
@@ -110,4 +128,5 @@ def _result(
         steps=step,
         usage=usage,
         action=action,
+        usage_by_model=tuple(by_model.items()),
     )

@@ -25,6 +25,7 @@ from shared.http_api import CleanText, error_responses
 from shared.messaging import NIL_REQUEST_ID, EventBus
 from shared.principal import Principal, StaffLevel
 
+from .decision_span import decision_span, link_to_saga
 from .domain import Approval, ApprovalStatus, DecisionError, Verdict, check_signer, sign
 from .objects import ActionContext, ActionInspector, Subject
 from .policy import ApprovalPolicy
@@ -231,13 +232,16 @@ def build_router(
             ) from None
         now = clock()
         try:
-            transition = await store().decide(
-                principal.tenant_id,
-                draft_id,
-                lambda approval: sign(
-                    approval, principal, verdict, body.reason, policy=policy, now=now
-                ),
-            )
+            with decision_span(verdict, str(draft_id)) as span:
+                transition = await store().decide(
+                    principal.tenant_id,
+                    draft_id,
+                    lambda approval: sign(
+                        approval, principal, verdict, body.reason, policy=policy, now=now
+                    ),
+                )
+                link_to_saga(span, transition.approval.trace)
+                span.set_attribute("request_id", str(transition.approval.request_id))
         except DecisionError as exc:
             await audit_denied(
                 exc.approval.request_id if exc.approval else NIL_REQUEST_ID,

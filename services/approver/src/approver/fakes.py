@@ -15,6 +15,7 @@ from decimal import Decimal
 from shared.contracts import DraftProduced
 
 from .domain import Approval, ApprovalStatus, DecisionError, Transition
+from .outbox import trace_headers
 from .store import ApprovalQuery, Decider, OutboxEvent, Planner
 
 __all__ = ["InMemoryApprovalStore"]
@@ -35,7 +36,11 @@ class InMemoryApprovalStore:
                 return False
             earlier = self._earlier(draft, order_key) if order_key else Decimal(0)
             admission = plan(earlier)
-            self.approvals[draft.event_id] = admission.approval
+            # As PostgresApprovalStore does: the intake's trace, for later steps to continue.
+            approval = admission.approval
+            if not approval.trace:
+                approval = replace(approval, trace=trace_headers())
+            self.approvals[draft.event_id] = approval
             self._enqueue(admission.events)
             return True
 

@@ -113,7 +113,9 @@ def build_router(
     max_wait_s: float,
     sse_max_s: float,
     publish_timeout_s: float = 5.0,
+    enduser_key: bytes = b"",
 ) -> APIRouter:
+    """``enduser_key`` keys the pseudonymous ``enduser.id`` on the root span."""
     router = APIRouter(prefix="/v1", tags=["chat"])
     tracer = trace.get_tracer("gateway")
     Caller = Annotated[Principal, Depends(current_principal)]
@@ -274,6 +276,7 @@ def build_router(
             attributes={
                 "tenant_id": caller.tenant_id,
                 "gen_ai.conversation.id": body.conversation_id or "",
+                "enduser.id": caller.pseudonym(enduser_key),
             },
         ) as span:
             admission = await repository().admit(

@@ -65,6 +65,7 @@ def build_service(settings: GatewaySettings, **overrides: Any) -> Service:
             max_wait_s=settings.max_wait_s,
             sse_max_s=settings.sse_max_s,
             publish_timeout_s=settings.publish_timeout_s,
+            enduser_key=_enduser_key(settings),
         )
     )
     return service
@@ -76,3 +77,12 @@ def build(settings: GatewaySettings | None = None) -> FastAPI:
         title="Support platform gateway",
         description="Ask questions, request actions, follow requests. Bearer JWT required.",
     )
+
+
+def _enduser_key(settings: GatewaySettings) -> bytes:
+    """The key of ``enduser.id``: the deployment's token secret, never exported itself."""
+    auth = settings.auth
+    secret = auth.jwt_secret or auth.jwt_private_key
+    if secret is not None:
+        return b"enduser.id\x1f" + secret.get_secret_value().encode()
+    return b"enduser.id\x1f" + (auth.jwt_public_key or "").encode()

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from shared.auth import TokenService
+from shared.cache import AnswerCache, CacheMetrics, CacheStore, open_store
 from shared.contracts import ChatRequested, Topic
 from shared.guardrails import InputScreen, default_input_screen
 from shared.service import Service
@@ -20,6 +21,7 @@ from .handlers import RetrieverPorts, handle_chat_requested
 from .http_api import knowledge_router
 from .ingest import IngestReport
 from .settings import RetrieverSettings
+from .shared_caches import RetrieverCaches
 
 __all__ = ["build", "build_service"]
 
@@ -39,6 +41,15 @@ def build_service(
     service = Service("retriever", settings, **overrides)
     input_screen = screen or default_input_screen()
     holder: dict[str, Engine] = {}
+    stores: dict[str, CacheStore] = {}
+    cache_metrics = CacheMetrics(service.telemetry.meter("retriever.cache"))
+
+    async def invalidate(tenant_id: str, doc_ids: list[str]) -> None:
+        """A document changed or left: the cached answers citing it go (see shared.cache)."""
+        store = stores.get("store")
+        if store is not None and doc_ids:
+            dropped = await AnswerCache(store, settings.caches).drop_documents(tenant_id, doc_ids)
+            log.info("answer cache: %d answers dropped for %d documents", dropped, len(doc_ids))
 
     def current() -> Engine:
         if "engine" not in holder:
@@ -51,6 +62,11 @@ def build_service(
         holder["engine"] = built
         if built.retriever.cache is not None:
             built.retriever.cache.export(service.telemetry.registry)
+        if settings.cache.enabled:
+            stores["store"] = open_store(settings.caches)
+            built.retriever.shared = RetrieverCaches(
+                stores["store"], settings.caches, cache_metrics
+            )
         if settings.knowledge_base is not None:
             report = await asyncio.to_thread(
                 _ingest_folder,
@@ -64,12 +80,17 @@ def build_service(
                 len(report.unchanged),
                 len(report.failed),
             )
+            for tenant, doc_ids in _by_tenant(report.indexed + report.deleted).items():
+                await invalidate(tenant, doc_ids)
 
     @service.on_shutdown
     async def close_engine() -> None:
         built = holder.pop("engine", None)
         if built is not None and engine is None:
             built.close()
+        store = stores.pop("store", None)
+        if store is not None:
+            await store.close()
 
     async def on_request(event: ChatRequested) -> None:
         e = current()
@@ -81,8 +102,19 @@ def build_service(
         )
 
     service.bus.subscribe(Topic.REQUEST, on_request, group_id=settings.group_id)
-    service.include_router(knowledge_router(settings, TokenService(settings.auth), current))
+    service.include_router(
+        knowledge_router(settings, TokenService(settings.auth), current, invalidate=invalidate)
+    )
     return service
+
+
+def _by_tenant(labels: list[str]) -> dict[str, list[str]]:
+    """``tenant/doc_id`` labels of an ingest report, grouped by tenant."""
+    grouped: dict[str, list[str]] = {}
+    for label in labels:
+        tenant, _, doc_id = label.partition("/")
+        grouped.setdefault(tenant, []).append(doc_id)
+    return grouped
 
 
 def _ingest_folder(engine: Engine, folder: Path, max_bytes: int) -> IngestReport:

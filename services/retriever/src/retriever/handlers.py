@@ -96,6 +96,9 @@ async def handle_chat_requested(event: ChatRequested, ports: RetrieverPorts) -> 
             cache_hit=retrieval.cache_hit,
             index_version=result.index_version,
             embedding_model=ports.retriever.searcher.embedder.model_name,
+            embedding_tokens=retrieval.embedding_tokens,
+            embedding_cache_hit=retrieval.embedding_cache_hit,
+            content_version=retrieval.content_version,
         ),
     )
     await ports.bus.publish(Topic.RETRIEVED, out)
@@ -104,6 +107,8 @@ async def handle_chat_requested(event: ChatRequested, ports: RetrieverPorts) -> 
         "doc_ids": sorted({c.doc_id for c in out.chunks}),
         "latency_ms": out.stats.latency_ms,
         "cache_hit": out.stats.cache_hit,
+        "embedding_cache_hit": out.stats.embedding_cache_hit,
+        "embedding_tokens": out.stats.embedding_tokens,
         "index_version": out.stats.index_version,
     }
     if retrieval.rejected:
@@ -156,13 +161,13 @@ async def _retrieve(event: ChatRequested, ports: RetrieverPorts) -> Retrieval:
             "request_id": str(event.request_id),
         },
     ) as span:
-        # Embedding and index search are CPU work in native code: run them off the loop.
-        retrieval = await asyncio.to_thread(
-            ports.retriever.retrieve, event.message, event.principal, ports.top_k
-        )
+        # Embedding and index search run off the loop; the shared caches are awaited on it.
+        retrieval = await ports.retriever.aretrieve(event.message, event.principal, ports.top_k)
         span.set_attribute("retrieval.chunks", len(retrieval.result.chunks))
         span.set_attribute("retrieval.latency_ms", retrieval.result.latency_ms)
         span.set_attribute("retrieval.cache_hit", retrieval.cache_hit)
+        span.set_attribute("retrieval.embedding_cache_hit", retrieval.embedding_cache_hit)
+        span.set_attribute("gen_ai.usage.input_tokens", retrieval.embedding_tokens)
         if retrieval.rejected:
             span.set_attribute("retrieval.query_rejected", retrieval.rejected)
     return retrieval

@@ -9,7 +9,7 @@ what the form leaves out. Bad input is a 4xx that says what is wrong, never a 50
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -28,8 +28,14 @@ __all__ = ["knowledge_router"]
 
 
 def knowledge_router(
-    settings: RetrieverSettings, tokens: TokenService, engine: Callable[[], Engine]
+    settings: RetrieverSettings,
+    tokens: TokenService,
+    engine: Callable[[], Engine],
+    *,
+    invalidate: Callable[[str, list[str]], Awaitable[None]] | None = None,
 ) -> APIRouter:
+    """``invalidate(tenant, doc_ids)`` runs after documents changed or were deleted (the
+    answer cache drops what cites them)."""
     router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
     current = principal_dependency(tokens)
 
@@ -103,6 +109,8 @@ def knowledge_router(
         if report.failed:
             message = next(iter(report.failed.values()))
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, {"message": message})
+        if invalidate is not None and report.indexed:
+            await invalidate(doc.meta.tenant, [doc.meta.doc_id])
         return {
             "tenant": doc.meta.tenant,
             "doc_id": doc.meta.doc_id,
@@ -141,6 +149,8 @@ def knowledge_router(
         except Forbidden as exc:
             raise HTTPException(status.HTTP_403_FORBIDDEN, {"message": str(exc)}) from None
         removed = await asyncio.to_thread(e.ingestor.delete, key)
+        if invalidate is not None:
+            await invalidate(principal.tenant_id, [doc_id])
         return {"doc_id": doc_id, "deleted_chunks": removed, "index_version": e.index.version}
 
     return router

@@ -88,20 +88,28 @@ class HybridSearcher:
         top_k: int,
         *,
         keep_stages: bool = False,
+        query_vector: Vectors | None = None,
+        embed: bool = True,
     ) -> SearchResult:
+        """``query_vector``: the query's vector when the caller has it (from the embedding
+        cache); ``embed=False`` with no vector: the embedder already failed for this query,
+        so the dense stage is skipped without asking it again."""
         started = time.perf_counter()
         scope = principal if isinstance(principal, AccessScope) else AccessScope.of(principal)
         version = self.index.version
         limit = max(self.ranking.candidates, top_k)
         degraded: list[str] = []
 
-        vector: Vectors | None
-        try:
-            vector = self.embedder.embed_query(query)
-        except EmbeddingUnavailable as exc:
-            # Keyword search alone still answers, and is still filtered by permissions.
-            log.warning("dense stage skipped: %s", exc)
-            vector, degraded = None, ["dense"]
+        vector: Vectors | None = query_vector
+        if vector is None and not embed:
+            degraded = ["dense"]
+        elif vector is None:
+            try:
+                vector = self.embedder.embed_query(query)
+            except EmbeddingUnavailable as exc:
+                # Keyword search alone still answers, and is still filtered by permissions.
+                log.warning("dense stage skipped: %s", exc)
+                vector, degraded = None, ["dense"]
         sparse_hits = self.index.search_sparse(self.bm25.query(query), scope, limit)
         dense_hits = self.index.search_dense(vector, scope, limit) if vector is not None else []
 

@@ -23,6 +23,7 @@ __all__ = [
     "ChatRequested",
     "Citation",
     "ContextRetrieved",
+    "CostItem",
     "Decision",
     "DraftDecided",
     "DraftKind",
@@ -31,6 +32,7 @@ __all__ = [
     "GuardrailVerdict",
     "ModelRoute",
     "ProposedAction",
+    "RequestCost",
     "RetrievalStats",
     "RetrievedChunk",
     "RiskLevel",
@@ -100,6 +102,19 @@ class RetrievalStats(BaseModel):
     cache_hit: bool = Field(default=False, description="Served from the retrieval cache.")
     index_version: str = Field(description="Version of the index that answered.")
     embedding_model: str = Field(description="Embedding model used for the query.")
+    embedding_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="Tokens embedded for the query (0 when its vector or the result was cached).",
+    )
+    embedding_cache_hit: bool = Field(
+        default=False, description="The query's vector came from the embedding cache."
+    )
+    content_version: str = Field(
+        default="",
+        description="Digest of the tenant's indexed documents and versions: equal on every"
+        " replica holding the same documents; the caches key on it.",
+    )
 
 
 class GuardrailVerdict(BaseModel):
@@ -181,6 +196,30 @@ class ModelRoute(BaseModel):
     )
 
 
+class CostItem(BaseModel):
+    """Tokens one model spent on one request, and what they cost."""
+
+    model_config = _Frozen
+
+    model: str = Field(description="Model that spent the tokens.")
+    operation: Literal["chat", "embeddings"] = Field(description="Chat or embedding calls.")
+    input_tokens: int = Field(ge=0, description="Input (or embedded) tokens.")
+    output_tokens: int = Field(default=0, ge=0, description="Output tokens (chat only).")
+    usd: float = Field(ge=0, description="Cost at the price table's rates, in USD.")
+    priced: bool = Field(
+        default=True, description="False when the model is not in the price table (usd is 0)."
+    )
+
+
+class RequestCost(BaseModel):
+    """What producing a draft cost: embedding the query and every model call of the agent."""
+
+    model_config = _Frozen
+
+    usd: float = Field(ge=0, description="Total cost of the request so far, in USD.")
+    items: tuple[CostItem, ...] = Field(default=(), description="Per model and operation.")
+
+
 class DraftProduced(Event):
     """An answer with citations, a refusal, or a proposed action. Agent → ``draft``."""
 
@@ -196,6 +235,16 @@ class DraftProduced(Event):
     route: ModelRoute | None = Field(
         default=None,
         description="Routine or high-risk routing and model fallbacks (absent from older agents).",
+    )
+    cost: RequestCost | None = Field(
+        default=None,
+        description="Tokens and USD spent producing this draft, per model (absent from older"
+        " agents). A draft served from the answer cache costs only the query's embedding.",
+    )
+    served_from_cache: bool = Field(
+        default=False,
+        description="The answer was served from the safe-answer cache (same question, same"
+        " permission scope, same index version) instead of being generated again.",
     )
 
 

@@ -22,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.contracts import Citation, RetrievedChunk
+from shared.pricing import estimate_tokens
 
 from ..intents import detect_intent, detect_lookup
 from ..text import Passage, content_terms, passages
-from .port import Conversation, ModelReply, ToolCall
+from .port import Conversation, ModelReply, ToolCall, Usage
+from .prompt import render_messages, render_tools
 
 __all__ = ["REFUSAL_TEXT", "Answer", "ExtractiveModel"]
 
@@ -80,7 +82,13 @@ class ExtractiveModel:
     async def complete(self, conversation: Conversation) -> ModelReply:
         call = self._tool_call(conversation) if conversation.allow_tools else None
         if call is not None:
-            return ModelReply(text="", tool_calls=(call,), model=self.name, finish_reason="tool")
+            return ModelReply(
+                text="",
+                tool_calls=(call,),
+                model=self.name,
+                finish_reason="tool",
+                usage=_usage(conversation, json.dumps(call.arguments)),
+            )
         chosen = self.select(conversation.question, conversation.chunks)
         facts = [_describe(t.call.name, t.content) for t in conversation.turns if t.ok]
         problems = [str(t.content.get("message", "")) for t in conversation.turns if not t.ok]
@@ -90,7 +98,8 @@ class ExtractiveModel:
         # they asked for was not drafted, whatever else the documents say.
         refused = [f"I could not complete that: {_sentence(p)}" for p in problems if p]
         parts = [*refused, *_clarification(conversation), *facts, *quoted] or [REFUSAL_TEXT]
-        return ModelReply(text=" ".join(parts), model=self.name)
+        text = " ".join(parts)
+        return ModelReply(text=text, model=self.name, usage=_usage(conversation, text))
 
     # ------------------------------------------------------------------ plain answering
     def answer(self, question: str, chunks: Sequence[RetrievedChunk]) -> Answer:
@@ -235,3 +244,11 @@ def _plain(value: object) -> str:
     if isinstance(value, dict):
         return str(value.get("name") or value.get("sku") or ", ".join(map(str, value.values())))
     return str(value)
+
+
+def _usage(conversation: Conversation, output: str) -> Usage:
+    """The tokens this turn would have cost a chat model: the same prompt the OpenAI adapter
+    sends (messages and tools), and the reply. Free here, priced by the bench and the reports
+    at a paid model's rates, so the offline stack's cost figures mean something."""
+    prompt = json.dumps(render_messages(conversation)) + json.dumps(render_tools(conversation))
+    return Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(output))
