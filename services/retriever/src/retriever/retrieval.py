@@ -53,7 +53,7 @@ class Retriever:
             return Retrieval(empty, rejected=checked.rejected)
         scope = AccessScope.of(principal)
         if self.cache is None:
-            return Retrieval(self.searcher.search(checked.text, scope, top_k))
+            return Retrieval(self._search(checked.text, scope, top_k))
         key = RetrievalCache.key(
             checked.text, scope, self.searcher.index.version, self.searcher.signature, top_k
         )
@@ -61,7 +61,11 @@ class Retriever:
         if cached is not None:
             latency = (time.perf_counter() - started) * 1000
             return Retrieval(replace(cached, latency_ms=latency), cache_hit=True)
-        result = self.searcher.search(checked.text, scope, top_k)
+        result = self._search(checked.text, scope, top_k)
         if not result.degraded:  # a degraded answer is not worth keeping once the stage is back
             self.cache.put(key, result)
         return Retrieval(result)
+
+    def _search(self, text: str, scope: AccessScope, top_k: int) -> SearchResult:
+        # The read path hands chunks to a reader: it gets each sentence's similarity too.
+        return self.searcher.search(text, scope, top_k, explain_sentences=True)

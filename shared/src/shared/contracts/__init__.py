@@ -19,6 +19,7 @@ from .events import (
     RetrievalStats,
     RetrievedChunk,
     RiskLevel,
+    ScoredSentence,
     Signoff,
 )
 from .topics import DLQ_SUFFIX, Topic, dead_letter_topic
@@ -44,6 +45,7 @@ __all__ = [
     "RetrievalStats",
     "RetrievedChunk",
     "RiskLevel",
+    "ScoredSentence",
     "Signoff",
     "Topic",
     "dead_letter_topic",

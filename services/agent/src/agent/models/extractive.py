@@ -5,7 +5,9 @@ retrieved chunk (sentences, list items, table rows spelled out with their column
 scored by how much of the question's content it covers: stemmed terms weighted by rarity
 across the retrieved chunks, headings above the passage counting half (an FAQ's question is
 the heading of its answer), a bonus when the question asks for a quantity and the passage
-holds one. The best passages become the answer, each cited as ``[n]``. When none covers
+holds one; blended with how close its meaning is to the question (the cosine of the
+retriever's sentence vector, shipped with each chunk), which catches paraphrase. The best
+passages become the answer, each cited as ``[n]``. When none covers
 enough of the question it refuses plainly instead of guessing.
 
 Behind the chat-model port it also acts on the request like a chat model would: it asks for
@@ -72,9 +74,18 @@ class ExtractiveModel:
     name = "extractive-v3"
     provider = "offline"
 
-    def __init__(self, *, max_sentences: int = 3, min_relevance: float = 0.40) -> None:
+    def __init__(
+        self,
+        *,
+        max_sentences: int = 3,
+        min_relevance: float = 0.44,
+        semantic_weight: float = 0.4,
+        extra_gain: float = 0.3,
+    ) -> None:
         self.max_sentences = max_sentences
         self.min_relevance = min_relevance
+        self.semantic_weight = semantic_weight
+        self.extra_gain = extra_gain
 
     # ------------------------------------------------------------------ chat-model port
     async def complete(self, conversation: Conversation) -> ModelReply:
@@ -120,12 +131,18 @@ class ExtractiveModel:
         scored: list[_Scored] = []
         for rank, chunk in enumerate(chunks):
             outer = set(content_terms(" ".join((chunk.title, *chunk.section_path))))
+            vectors = [(frozenset(content_terms(s.text)), s.similarity) for s in chunk.sentences]
             for passage in passages(chunk.text):
                 terms = frozenset(content_terms(passage.text))
                 context = outer | set(content_terms(" ".join(passage.headings)))
                 covered = sum(w for t, w in weights.items() if t in terms)
                 covered += 0.5 * sum(w for t, w in weights.items() if t in context - terms)
                 score = covered / total
+                meaning = _similarity(terms, vectors)
+                if meaning is not None:
+                    # Words miss paraphrase ("share" / "disclose to partners"); the sentence
+                    # vector does not, and keeps the score on the same 0..1 scale.
+                    score = (1 - self.semantic_weight) * score + self.semantic_weight * meaning
                 if wants_quantity and _HAS_QUANTITY.search(passage.text):
                     score += 0.08
                 if _ABOUT_THE_DOCUMENT.search(passage.text):
@@ -152,7 +169,7 @@ class ExtractiveModel:
                 gain = item.score - 0.5 * repeat / total
                 if gain > best_gain:
                     best, best_gain = item, gain
-            if best is None or best_gain < 0.3 * chosen[0].score:
+            if best is None or best_gain < self.extra_gain * chosen[0].score:
                 break
             chosen.append(best)
             covered_terms |= best.terms
@@ -210,6 +227,21 @@ def _weights(query: list[str], chunks: Sequence[RetrievedChunk]) -> dict[str, fl
     docs = [set(content_terms(f"{c.title} {' '.join(c.section_path)} {c.text}")) for c in chunks]
     n = len(docs)
     return {t: math.log(1 + (n + 1) / (1 + sum(t in d for d in docs))) for t in query}
+
+
+def _similarity(
+    terms: frozenset[str], sentences: Sequence[tuple[frozenset[str], float]]
+) -> float | None:
+    """The retriever's similarity of the sentence this passage is (matched by its words:
+    the two split text alike but not identically), or None when no sentence matches."""
+    best: tuple[float, float] | None = None
+    for words, similarity in sentences:
+        if not words or not terms:
+            continue
+        overlap = len(words & terms) / len(words | terms)
+        if overlap >= 0.5 and (best is None or overlap > best[0]):
+            best = (overlap, similarity)
+    return None if best is None else best[1]
 
 
 def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
