@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.citations import check_citations
-from agent.models import REFUSAL_TEXT, Conversation, ExtractiveModel
+from agent.models import LANGUAGE_REFUSAL_TEXT, REFUSAL_TEXT, Conversation, ExtractiveModel
 from agent.text import passages
 from shared.contracts import RetrievedChunk, ScoredSentence
 
@@ -105,3 +105,11 @@ def test_without_similarities_the_model_falls_back_to_words() -> None:
     assert all(not c.sentences for c in chunks)
     answer = ExtractiveModel(semantic_weight=0.9).answer("How long is the return window?", chunks)
     assert answer.grounded and "30 days" in answer.text
+
+
+def test_a_refusal_in_another_script_names_the_language() -> None:
+    chunks = kb_chunks("hp-returns-policy")
+    answer = ExtractiveModel().answer("Сколько дней длится возврат товара?", chunks)
+    assert not answer.grounded and answer.text == LANGUAGE_REFUSAL_TEXT
+    plain = ExtractiveModel().answer("Who won the last football World Cup?", chunks)
+    assert plain.text == REFUSAL_TEXT

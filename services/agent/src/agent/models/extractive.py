@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,12 +30,31 @@ from ..intents import detect_intent, detect_lookup
 from ..text import Passage, content_terms, passages
 from .port import Conversation, ModelReply, ToolCall
 
-__all__ = ["REFUSAL_TEXT", "Answer", "ExtractiveModel"]
+__all__ = ["LANGUAGE_REFUSAL_TEXT", "REFUSAL_TEXT", "Answer", "ExtractiveModel", "refusal_for"]
 
 REFUSAL_TEXT = (
     "I could not find an answer to that in the documents available to you, so I will not "
     "guess. Try rephrasing, or ask a colleague with access to more documents."
 )
+
+LANGUAGE_REFUSAL_TEXT = (
+    "I could not find an answer, and the likely reason is the language: your question is not"
+    " written in English, the language of the documents I can search. Please ask it in"
+    " English."
+)
+
+
+def refusal_for(question: str) -> str:
+    """The refusal to give: one that names the language when the question is mostly in a
+    script the English knowledge base cannot match (the retriever refuses such queries as
+    ``unsupported_script``), the plain one otherwise. Latin-script languages (German,
+    French) are not recognised here yet."""
+    letters = [c for c in question if c.isalpha()]
+    if not letters:
+        return REFUSAL_TEXT
+    latin = sum(1 for c in letters if unicodedata.name(c, "").startswith("LATIN"))
+    return LANGUAGE_REFUSAL_TEXT if latin < 0.5 * len(letters) else REFUSAL_TEXT
+
 
 _QUANTITY_QUESTION = re.compile(
     r"\b(how (much|many|long|fast|soon|far|often)|when|what time|minimum|maximum|limit|"
@@ -100,7 +120,9 @@ class ExtractiveModel:
         # A refused or failed tool call is said first: the user must learn that the refund
         # they asked for was not drafted, whatever else the documents say.
         refused = [f"I could not complete that: {_sentence(p)}" for p in problems if p]
-        parts = [*refused, *_clarification(conversation), *facts, *quoted] or [REFUSAL_TEXT]
+        parts = [*refused, *_clarification(conversation), *facts, *quoted] or [
+            refusal_for(conversation.question)
+        ]
         return ModelReply(text=" ".join(parts), model=self.name)
 
     # ------------------------------------------------------------------ plain answering
@@ -108,7 +130,7 @@ class ExtractiveModel:
         """The cited answer to ``question`` from ``chunks``, markers numbered from 1."""
         chosen = self.select(question, chunks)
         if not chosen:
-            return Answer(REFUSAL_TEXT, (), grounded=False)
+            return Answer(refusal_for(question), (), grounded=False)
         markers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
