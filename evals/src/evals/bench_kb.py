@@ -55,6 +55,26 @@ from .policyqa import (
 )
 
 KS = (1, 5, 10)
+#: Questions no privacy policy answers, asked of every policy's tenant: the unanswerable side
+#: of the refusal curve (written for this bench; not the lead's eval dataset).
+UNANSWERABLE_PROBES = (
+    "What is the weather forecast for this weekend?",
+    "Who won the last football World Cup?",
+    "Can you give me a recipe for chili con carne?",
+    "How many days do I have to return a pair of shoes?",
+    "What is your share price today?",
+    "How do I reset the router in my apartment?",
+    "Which tent is best for winter camping?",
+    "How long does standard shipping to Norway take?",
+    "What are the opening hours of your store in Berlin?",
+    "How do I assemble the bookshelf I bought?",
+    "Can I pay for my order in instalments?",
+    "What is the capital of Australia?",
+    "How much does the premium subscription cost per month?",
+    "Who is the chief financial officer of the company?",
+    "Is the blue jacket available in size XL?",
+    "How do I fix a flat bicycle tyre?",
+)
 _MARKER = re.compile(r"\s*\[\d+\]")
 
 
@@ -204,6 +224,41 @@ def score_one(r: Retrieved, model: ExtractiveModel, top_k: int, tally: Tally) ->
     tally.oracle_f1.append(oracle_sentence_f1(policy.paragraphs[q.paragraph], q.answers))
 
 
+def probe_records(policies: Sequence[Policy], settings: RetrieverSettings) -> list[Retrieved]:
+    engine = build_engine(settings)
+    out = []
+    try:
+        for policy in policies:
+            for n, text in enumerate(UNANSWERABLE_PROBES):
+                retrieval = engine.retriever.retrieve(text, customer(policy), settings.top_k)
+                chunks = [_to_contract(c) for c in retrieval.result.chunks]
+                q = Question(f"probe-{n}", text, -1, ())
+                out.append(Retrieved(policy, q, chunks, [], 0.0, retrieval.rejected is not None))
+    finally:
+        engine.close()
+    return out
+
+
+def refusal_curve(
+    answerable: Sequence[Retrieved], unanswerable: Sequence[Retrieved], top_k: int
+) -> list[tuple[float, float, float]]:
+    """(threshold, answered when the gold paragraph is in the agent's chunks, refused when
+    unanswerable) for thresholds 0.30 .. 0.60."""
+    model = ExtractiveModel()
+    pos = [
+        model.answerability(r.question.text, r.chunks[:top_k])
+        for r in answerable
+        if any(r.question.paragraph in c for c in r.covers[:top_k])
+    ]
+    neg = [model.answerability(r.question.text, r.chunks[:top_k]) for r in unanswerable]
+    rows = []
+    for threshold in np.arange(0.30, 0.605, 0.02):
+        answered = float(np.mean([p >= threshold for p in pos])) if pos else 0.0
+        refused = float(np.mean([n < threshold for n in neg])) if neg else 0.0
+        rows.append((float(threshold), answered, refused))
+    return rows
+
+
 def print_report(label: str, s: dict[str, Any], scifact: dict[str, Any] | None) -> None:
     print(f"\nPolicyQA ({label}): {s['questions']} questions")
     print("| R@1 | R@5 | R@10 | R@5 same-q | gold in agent's chunks |")
@@ -260,10 +315,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
         )
         records = retrieve(policies, settings, every=every)
+        probes = probe_records(policies, settings)
     summary = score(records, ExtractiveModel(), settings.top_k).summary()
     label = ", ".join(args.set) or "defaults"
     scifact = json.loads(args.scifact.read_text()) if args.scifact else None
     print_report(label, summary, scifact)
+    curve = refusal_curve(records, probes, settings.top_k)
+    print("\nrefusal curve (answerability = best passage score; shipped threshold 0.44):")
+    print("| threshold | answered, gold in chunks | refused, unanswerable probes |")
+    for threshold, answered, refused in curve:
+        print(f"| {threshold:.2f} | {answered:.3f} | {refused:.3f} |")
+    summary["refusal_curve"] = curve
     if args.json:
         args.json.write_text(json.dumps({"settings": args.set, **summary}, indent=2))
 

@@ -142,6 +142,15 @@ class ExtractiveModel:
             parts.append(f"{_sentence(item.passage.text)} [{markers[chunk.chunk_id]}]")
         return Answer(" ".join(parts), tuple(citations), grounded=True)
 
+    def answerability(self, question: str, chunks: Sequence[RetrievedChunk]) -> float:
+        """The score the refusal threshold is compared with: the best passage's (0 if none)."""
+        threshold, self.min_relevance = self.min_relevance, 0.0
+        try:
+            chosen = self.select(question, chunks)
+        finally:
+            self.min_relevance = threshold
+        return chosen[0].score if chosen else 0.0
+
     def select(self, question: str, chunks: Sequence[RetrievedChunk]) -> list[_Scored]:
         """The passages that answer ``question``, best first; empty when none does."""
         query = list(dict.fromkeys(content_terms(_INTERROGATIVE.sub("how", question))))
