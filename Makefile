@@ -9,7 +9,7 @@ SPLIT ?= train
 # as the stack being recovered has.
 GATEWAYS ?=
 
-.PHONY: help install up down status token publish follow-audit ctl demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-answers bench-guardrails fault-test reliability dlq asyncapi clean bench-cache trace cost
+.PHONY: help install up down status token publish follow-audit ctl demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-kb bench-answers bench-guardrails fault-test reliability dlq asyncapi clean bench-cache trace cost
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -92,7 +92,10 @@ bench-retrieval: install ## Retrieval quality and latency on a BEIR dataset (DAT
 	$(RUN) python -m evals.bench_retrieval --data $(DATA) --split $(SPLIT)
 
 bench-answers: install ## Answer quality of the offline model on the knowledge base's eval questions
-	$(RUN) python -m evals.bench_answers --min-relevance 0.35 --min-relevance 0.40 --min-relevance 0.45
+	$(RUN) python -m evals.bench_answers --semantic-weight 0 --semantic-weight 0.4 --min-relevance 0.40 --min-relevance 0.44 --min-relevance 0.48
+
+bench-kb: install ## Retrieval, answers and refusal on an unseen KB (DATA=../shared/data/policyqa/dev.json; ARGS="--set chunking.paragraph_chars=150")
+	$(RUN) python -m evals.bench_kb --data $(if $(filter %.json,$(DATA)),$(DATA),../shared/data/policyqa/dev.json) $(if $(SCIFACT),--scifact $(SCIFACT)) $(ARGS)
 
 bench-guardrails: install ## Injection detector (cross-validated) and PII redactor on the shared data sets
 	$(RUN) python -m evals.bench_guardrails --data ../shared/data/prompt-injection/deepset-train.jsonl --data ../shared/data/pii/presidio-synth-dev.json

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from agent.citations import check_citations
-from agent.models import REFUSAL_TEXT, Conversation, ExtractiveModel
+from agent.models import LANGUAGE_REFUSAL_TEXT, REFUSAL_TEXT, Conversation, ExtractiveModel
 from agent.text import passages
+from shared.contracts import RetrievedChunk, ScoredSentence
 
 from .helpers import CUSTOMER, kb_chunks
 
@@ -75,3 +76,40 @@ def test_answers_are_fast() -> None:
     for _ in range(50):
         model.answer("How much is express shipping and when is the cut-off?", chunks)
     assert (time.perf_counter() - started) / 50 < 0.02
+
+
+def _with_similarities(chunk: RetrievedChunk, scores: dict[str, float]) -> RetrievedChunk:
+    sentences = tuple(ScoredSentence(text=t, similarity=s) for t, s in scores.items())
+    return chunk.model_copy(update={"sentences": sentences})
+
+
+def test_the_sentence_closest_in_meaning_wins_when_words_tie() -> None:
+    text = (
+        "We may share information about you with advertising partners. "
+        "We may share information about you with law enforcement when required by law."
+    )
+    first, second = text.split(". ", 1)
+    chunk = kb_chunks("hp-returns-policy")[0].model_copy(update={"text": text})
+    question = "Will you share information about me with the police?"
+    words_only = ExtractiveModel(semantic_weight=0.0, max_sentences=1, min_relevance=0.0)
+    meaning = ExtractiveModel(semantic_weight=0.6, max_sentences=1, min_relevance=0.0)
+    scored = _with_similarities(chunk, {f"{first}.": 0.10, second: 0.80})
+    assert "advertising" in words_only.answer(question, [scored]).text
+    answer = meaning.answer(question, [scored])
+    assert "law enforcement" in answer.text and "advertising" not in answer.text
+    assert [c.chunk_id for c in answer.citations] == [chunk.chunk_id]
+
+
+def test_without_similarities_the_model_falls_back_to_words() -> None:
+    chunks = kb_chunks("hp-returns-policy")
+    assert all(not c.sentences for c in chunks)
+    answer = ExtractiveModel(semantic_weight=0.9).answer("How long is the return window?", chunks)
+    assert answer.grounded and "30 days" in answer.text
+
+
+def test_a_refusal_in_another_script_names_the_language() -> None:
+    chunks = kb_chunks("hp-returns-policy")
+    answer = ExtractiveModel().answer("Сколько дней длится возврат товара?", chunks)
+    assert not answer.grounded and answer.text == LANGUAGE_REFUSAL_TEXT
+    plain = ExtractiveModel().answer("Who won the last football World Cup?", chunks)
+    assert plain.text == REFUSAL_TEXT

@@ -216,3 +216,19 @@ def test_chunks_respect_sections_size_and_overlap() -> None:
     assert [c.position for c in chunks] == list(range(len(chunks)))
     hard_cut = "".join(c.text.replace("\n\n", "") for c in chunks if c.section_path == ("C",))
     assert hard_cut == "x" * 450, "a word longer than the limit is cut, nothing is lost"
+
+
+def test_paragraph_chunking_keeps_long_paragraphs_alone_and_short_ones_with_the_next() -> None:
+    long_a, long_b = "A" * 40 + " first topic." * 20, "B" * 40 + " second topic." * 20
+    blocks = [
+        Block((), "Lead-in:"),
+        Block((), long_a),
+        Block((), long_b),
+        Block((), "Last note."),
+    ]
+    packed = chunk_blocks(blocks, max_chars=2000, overlap_chars=200)
+    assert len(packed) == 1, "without the option, short paragraphs share one chunk"
+    chunks = chunk_blocks(blocks, max_chars=2000, overlap_chars=200, paragraph_chars=150)
+    assert [c.text for c in chunks] == [f"Lead-in:\n\n{long_a}", f"{long_b}\n\nLast note."]
+    one_block = chunk_blocks([Block((), long_a)], max_chars=2000, paragraph_chars=150)
+    assert [c.text for c in one_block] == [long_a], "a one-paragraph document is unchanged"

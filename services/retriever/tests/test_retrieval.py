@@ -111,3 +111,33 @@ def test_rerank_outage_keeps_the_fused_order(knowledge_base: Path) -> None:
         api.server.shutdown()
         api.server.server_close()
     assert result.degraded == ("rerank",) and result.chunks
+
+
+class PassageOutage(HashingEmbedder):
+    """Queries embed; passages (the sentences scored at query time) do not."""
+
+    broken = False
+
+    def embed(self, texts: Any) -> Vectors:
+        if self.broken:
+            raise EmbeddingUnavailable("embeddings API: APITimeoutError")
+        return super().embed(texts)
+
+
+@pytest.mark.unit
+def test_read_path_ships_each_sentence_with_its_similarity(knowledge_base: Path) -> None:
+    embedder = PassageOutage()
+    engine = engine_with(knowledge_base, embedder)
+    chunks = engine.retriever.retrieve(QUESTION, CUSTOMER, 3).result.chunks
+    assert chunks and all(c.sentences for c in chunks)
+    query = embedder.embed_query(QUESTION)
+    text, similarity = chunks[0].sentences[0]
+    assert text in str(chunks[0].payload["text"])
+    assert similarity == pytest.approx(float(embedder.embed([text])[0] @ query), abs=1e-5)
+    # The searcher alone (the benchmarks' path) does not pay for it.
+    assert not engine.searcher.search(QUESTION, CUSTOMER, 3).chunks[0].sentences
+    # If the sentences cannot be embedded the chunks still go out, without similarities.
+    embedder.broken = True
+    engine.retriever.cache = None
+    degraded = engine.retriever.retrieve(QUESTION, CUSTOMER, 3).result.chunks
+    assert degraded and not any(c.sentences for c in degraded)

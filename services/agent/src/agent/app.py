@@ -45,7 +45,11 @@ class AgentService:
 
 def _tiers(settings: AgentSettings) -> tuple[ModelTiers, RouteClassifier | None]:
     m = settings.model
-    offline = ExtractiveModel(max_sentences=m.max_sentences, min_relevance=m.min_relevance)
+    offline = ExtractiveModel(
+        max_sentences=m.max_sentences,
+        min_relevance=m.min_relevance,
+        semantic_weight=m.semantic_weight,
+    )
     if m.provider == "offline":
         return ModelTiers(offline), None
     assert m.base_url is not None  # enforced by ModelSettings

@@ -46,10 +46,18 @@ class ModelSettings(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_sentences: int = Field(default=3, ge=1, le=8, description="Offline model answer length.")
     min_relevance: float = Field(
-        default=0.40,
+        default=0.44,
         ge=0,
         le=1,
-        description="Offline model: share of the question's term weight a sentence must cover.",
+        description="Offline model: answerability a sentence must reach (its blend of term"
+        " coverage and meaning); below it the model refuses. Chosen with make bench-answers.",
+    )
+    semantic_weight: float = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="Offline model: share of a sentence's score from its meaning (the"
+        " retriever's sentence similarity) beside its term coverage.",
     )
 
     @model_validator(mode="after")

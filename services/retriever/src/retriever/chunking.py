@@ -5,6 +5,11 @@ section, whole blocks (paragraphs, lists, tables, code) are packed up to ``max_c
 that alone is too long is split on line breaks, then on sentences, then on spaces. Consecutive
 chunks of one section share up to ``overlap_chars`` of trailing text, so a fact that straddles
 a boundary is still found whole in one of them.
+
+With ``paragraph_chars`` set, a block at least that long is a chunk of its own (split only if
+it exceeds ``max_chars``), and only shorter blocks (a one-line lead-in, a short note) are packed
+with their neighbours: a policy's paragraph answers one question, and packing five of them
+into one vector blurs the one a question is about (measured in docs/rag-pipeline.md).
 """
 
 from __future__ import annotations
@@ -29,15 +34,41 @@ class Chunk:
 
 
 def chunk_blocks(
-    blocks: Sequence[Block], *, max_chars: int = 1200, overlap_chars: int = 200
+    blocks: Sequence[Block],
+    *,
+    max_chars: int = 1200,
+    overlap_chars: int = 200,
+    paragraph_chars: int = 0,
 ) -> list[Chunk]:
     if max_chars < 50 or not 0 <= overlap_chars < max_chars // 2:
         raise ValueError("need max_chars >= 50 and 0 <= overlap_chars < max_chars / 2")
     chunks: list[Chunk] = []
     for path, section in itertools.groupby(blocks, key=lambda b: b.section_path):
-        for text in _pack(section, max_chars, overlap_chars):
-            chunks.append(Chunk(path, text, len(chunks)))
+        for group in _groups(list(section), paragraph_chars):
+            for text in _pack(group, max_chars, overlap_chars):
+                chunks.append(Chunk(path, text, len(chunks)))
     return chunks
+
+
+def _groups(section: list[Block], paragraph_chars: int) -> list[list[Block]]:
+    """Runs of blocks packed together: all of them, or with ``paragraph_chars`` each long
+    block alone and the short ones between them with the long block that follows (a lead-in
+    belongs to what it introduces), trailing short ones with the last long block."""
+    if paragraph_chars <= 0:
+        return [section]
+    groups: list[list[Block]] = []
+    pending: list[Block] = []
+    for block in section:
+        pending.append(block)
+        if len(block.text) >= paragraph_chars:
+            groups.append(pending)
+            pending = []
+    if pending:
+        if groups and sum(len(b.text) for b in pending) < paragraph_chars:
+            groups[-1].extend(pending)
+        else:
+            groups.append(pending)
+    return groups
 
 
 def _pack(section: Iterable[Block], max_chars: int, overlap_chars: int) -> Iterable[str]:

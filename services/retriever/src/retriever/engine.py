@@ -136,6 +136,7 @@ def build_engine(
         bm25,
         max_chars=settings.chunking.max_chars,
         overlap_chars=settings.chunking.overlap_chars,
+        paragraph_chars=settings.chunking.paragraph_chars,
         window_chunks=settings.ingest.window_chunks,
     )
     return Engine(

@@ -21,6 +21,7 @@ from shared.contracts import (
     GuardrailVerdict,
     RetrievalStats,
     RetrievedChunk,
+    ScoredSentence,
     Topic,
     derive_event_id,
 )
@@ -60,6 +61,7 @@ def _to_contract(chunk: RankedChunk) -> RetrievedChunk:
         classification=Classification(p["classification"]),
         min_level=StaffLevel(p["min_level"]),
         updated_at=datetime.fromisoformat(updated) if updated else None,
+        sentences=tuple(ScoredSentence(text=t, similarity=v) for t, v in chunk.sentences),
     )
 
 

@@ -87,6 +87,7 @@ class Ingestor:
         *,
         max_chars: int,
         overlap_chars: int,
+        paragraph_chars: int = 0,
         window_chunks: int = 256,
     ) -> None:
         self.index = index
@@ -94,10 +95,16 @@ class Ingestor:
         self.bm25 = bm25
         self.max_chars = max_chars
         self.overlap_chars = overlap_chars
+        self.paragraph_chars = paragraph_chars
         self.window_chunks = window_chunks
 
     def chunks(self, doc: Document) -> list[Chunk]:
-        return chunk_blocks(doc.blocks, max_chars=self.max_chars, overlap_chars=self.overlap_chars)
+        return chunk_blocks(
+            doc.blocks,
+            max_chars=self.max_chars,
+            overlap_chars=self.overlap_chars,
+            paragraph_chars=self.paragraph_chars,
+        )
 
     def records(self, docs: Sequence[Document]) -> dict[DocKey, list[ChunkRecord]]:
         """Chunk and embed ``docs`` together (one embedding call for all their texts)."""

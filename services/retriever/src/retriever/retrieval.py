@@ -74,7 +74,7 @@ class Retriever:
             return Retrieval(empty, rejected=checked.rejected)
         scope = AccessScope.of(principal)
         if self.cache is None:
-            return Retrieval(self.searcher.search(checked.text, scope, top_k))
+            return Retrieval(self._search(checked.text, scope, top_k))
         key = RetrievalCache.key(
             checked.text, scope, self.searcher.index.version, self.searcher.signature, top_k
         )
@@ -82,7 +82,7 @@ class Retriever:
         if cached is not None:
             latency = (time.perf_counter() - started) * 1000
             return Retrieval(replace(cached, latency_ms=latency), cache_hit=True)
-        result = self.searcher.search(checked.text, scope, top_k)
+        result = self._search(checked.text, scope, top_k)
         if not result.degraded:  # a degraded answer is not worth keeping once the stage is back
             self.cache.put(key, result)
         return Retrieval(result)
@@ -138,6 +138,7 @@ class Retriever:
             top_k,
             query_vector=vector,
             embed=not embed_failed,
+            explain_sentences=True,
         )
         if not result.degraded:  # a degraded answer is not worth keeping once the stage is back
             await caches.retrieval.put(key, CachedSearch.of(result))
@@ -147,3 +148,7 @@ class Retriever:
             embedding_cache_hit=hit is not None and vector is not None and tokens == 0,
             content_version=content,
         )
+
+    def _search(self, text: str, scope: AccessScope, top_k: int) -> SearchResult:
+        # The read path hands chunks to a reader: it gets each sentence's similarity too.
+        return self.searcher.search(text, scope, top_k, explain_sentences=True)

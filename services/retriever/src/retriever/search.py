@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.principal import Principal
 
 from .embedding import Embedder, EmbeddingUnavailable, Vectors
 from .index import AccessScope, ChunkIndex
+from .ingest import sentences_of
 from .ranking import Normalisation, Reranker, RerankUnavailable, fuse, mix_rerank, ranked
 from .settings import RankingSettings, RerankSettings
 from .sparse import Bm25Encoder
@@ -37,6 +38,8 @@ class RankedChunk:
     payload: Mapping[str, Any]
     score: float
     stage_scores: dict[str, float]
+    #: The chunk's sentences and their cosine to the query, when asked for (the reader's cue).
+    sentences: tuple[tuple[str, float], ...] = ()
 
     @property
     def chunk_id(self) -> str:
@@ -90,6 +93,7 @@ class HybridSearcher:
         keep_stages: bool = False,
         query_vector: Vectors | None = None,
         embed: bool = True,
+        explain_sentences: bool = False,
     ) -> SearchResult:
         """``query_vector``: the query's vector when the caller has it (from the embedding
         cache); ``embed=False`` with no vector: the embedder already failed for this query,
@@ -144,6 +148,8 @@ class HybridSearcher:
             if chunk_id in rerank_scores:
                 scores["rerank"] = rerank_scores[chunk_id]
             chunks.append(RankedChunk(full[chunk_id], final[chunk_id], scores))
+        if explain_sentences and vector is not None:
+            chunks = self._with_sentences(chunks, vector)
         stages = {}
         if keep_stages:
             stages = {
@@ -160,3 +166,26 @@ class HybridSearcher:
             degraded=tuple(degraded),
             stages=stages,
         )
+
+    def _with_sentences(self, chunks: list[RankedChunk], vector: Vectors) -> list[RankedChunk]:
+        """Each chunk's sentences with their similarity to the query. The sentences are split
+        and embedded exactly as at ingest, so the embedding cache answers without the model;
+        if the embedder fails, the chunks go out without them (the reader falls back to
+        words)."""
+        split = [sentences_of(str(c.payload.get("text", ""))) for c in chunks]
+        flat = [s for group in split for s in group]
+        if not flat:
+            return chunks
+        try:
+            similarity = self.embedder.embed(flat) @ vector
+        except EmbeddingUnavailable as exc:
+            log.warning("sentence similarities skipped: %s", exc)
+            return chunks
+        out, at = [], 0
+        for chunk, group in zip(chunks, split, strict=True):
+            scored = tuple(
+                (text, round(float(similarity[at + i]), 6)) for i, text in enumerate(group)
+            )
+            at += len(group)
+            out.append(replace(chunk, sentences=scored))
+        return out

@@ -93,6 +93,12 @@ class ChunkingSettings(BaseModel):
 
     max_chars: int = Field(default=2000, ge=200, le=20_000)
     overlap_chars: int = Field(default=200, ge=0, le=2000)
+    paragraph_chars: int = Field(
+        default=0,
+        ge=0,
+        le=20_000,
+        description="A block at least this long is a chunk of its own (0: pack blocks).",
+    )
 
 
 class RankingSettings(BaseModel):

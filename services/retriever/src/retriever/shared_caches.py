@@ -39,6 +39,9 @@ class _CachedChunk(BaseModel):
     payload: dict[str, Any]
     score: float
     stage_scores: dict[str, float]
+    #: Each sentence and its cosine to the query: the reader's cue, kept so a cache hit
+    #: answers exactly as the search it replaces.
+    sentences: list[tuple[str, float]] = []
 
 
 class CachedSearch(BaseModel):
@@ -50,7 +53,12 @@ class CachedSearch(BaseModel):
     def of(cls, result: SearchResult) -> CachedSearch:
         return cls(
             chunks=[
-                _CachedChunk(payload=dict(c.payload), score=c.score, stage_scores=c.stage_scores)
+                _CachedChunk(
+                    payload=dict(c.payload),
+                    score=c.score,
+                    stage_scores=c.stage_scores,
+                    sentences=list(c.sentences),
+                )
                 for c in result.chunks
             ],
             candidates=result.candidates,
@@ -59,7 +67,10 @@ class CachedSearch(BaseModel):
 
     def result(self, *, latency_ms: float, index_version: str) -> SearchResult:
         return SearchResult(
-            chunks=[RankedChunk(c.payload, c.score, c.stage_scores) for c in self.chunks],
+            chunks=[
+                RankedChunk(c.payload, c.score, c.stage_scores, tuple(c.sentences))
+                for c in self.chunks
+            ],
             candidates=self.candidates,
             latency_ms=latency_ms,
             index_version=index_version,

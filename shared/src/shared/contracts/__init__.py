@@ -21,6 +21,7 @@ from .events import (
     RetrievalStats,
     RetrievedChunk,
     RiskLevel,
+    ScoredSentence,
     Signoff,
 )
 from .topics import DLQ_SUFFIX, Topic, dead_letter_topic
@@ -48,6 +49,7 @@ __all__ = [
     "RetrievalStats",
     "RetrievedChunk",
     "RiskLevel",
+    "ScoredSentence",
     "Signoff",
     "Topic",
     "dead_letter_topic",

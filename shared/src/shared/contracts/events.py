@@ -36,6 +36,7 @@ __all__ = [
     "RetrievalStats",
     "RetrievedChunk",
     "RiskLevel",
+    "ScoredSentence",
     "Signoff",
 ]
 
@@ -73,6 +74,15 @@ class ChatRequested(Event):
 
 
 # --------------------------------------------------------------------------- retrieved
+class ScoredSentence(BaseModel):
+    """A sentence of a retrieved chunk and how close its meaning is to the question."""
+
+    model_config = _Frozen
+
+    text: str = Field(description="The sentence as the retriever split and embedded it.")
+    similarity: float = Field(description="Cosine similarity of its vector to the question's.")
+
+
 class RetrievedChunk(BaseModel):
     """One passage the principal is allowed to read, with where it comes from."""
 
@@ -92,6 +102,11 @@ class RetrievedChunk(BaseModel):
     classification: Classification = Field(description="Sensitivity of the source document.")
     min_level: StaffLevel = Field(description="Minimum staff level allowed to read it.")
     updated_at: datetime | None = Field(default=None, description="Last change of the document.")
+    sentences: tuple[ScoredSentence, ...] = Field(
+        default=(),
+        description="The chunk's sentences with their cosine similarity to the question, as"
+        " the retriever's sentence vectors measure it (empty from older retrievers).",
+    )
 
 
 class RetrievalStats(BaseModel):

@@ -1,6 +1,6 @@
 """Chat models behind one port: the offline extractive model and OpenAI-compatible APIs."""
 
-from .extractive import REFUSAL_TEXT, Answer, ExtractiveModel
+from .extractive import LANGUAGE_REFUSAL_TEXT, REFUSAL_TEXT, Answer, ExtractiveModel
 from .openai_chat import OpenAIChatModel
 from .port import (
     ChatModel,
@@ -16,6 +16,7 @@ from .port import (
 )
 
 __all__ = [
+    "LANGUAGE_REFUSAL_TEXT",
     "REFUSAL_TEXT",
     "Answer",
     "ChatModel",

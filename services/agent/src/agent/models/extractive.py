@@ -5,7 +5,9 @@ retrieved chunk (sentences, list items, table rows spelled out with their column
 scored by how much of the question's content it covers: stemmed terms weighted by rarity
 across the retrieved chunks, headings above the passage counting half (an FAQ's question is
 the heading of its answer), a bonus when the question asks for a quantity and the passage
-holds one. The best passages become the answer, each cited as ``[n]``. When none covers
+holds one; blended with how close its meaning is to the question (the cosine of the
+retriever's sentence vector, shipped with each chunk), which catches paraphrase. The best
+passages become the answer, each cited as ``[n]``. When none covers
 enough of the question it refuses plainly instead of guessing.
 
 Behind the chat-model port it also acts on the request like a chat model would: it asks for
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,12 +32,31 @@ from ..text import Passage, content_terms, passages
 from .port import Conversation, ModelReply, ToolCall, Usage
 from .prompt import render_messages, render_tools
 
-__all__ = ["REFUSAL_TEXT", "Answer", "ExtractiveModel"]
+__all__ = ["LANGUAGE_REFUSAL_TEXT", "REFUSAL_TEXT", "Answer", "ExtractiveModel", "refusal_for"]
 
 REFUSAL_TEXT = (
     "I could not find an answer to that in the documents available to you, so I will not "
     "guess. Try rephrasing, or ask a colleague with access to more documents."
 )
+
+LANGUAGE_REFUSAL_TEXT = (
+    "I could not find an answer, and the likely reason is the language: your question is not"
+    " written in English, the language of the documents I can search. Please ask it in"
+    " English."
+)
+
+
+def refusal_for(question: str) -> str:
+    """The refusal to give: one that names the language when the question is mostly in a
+    script the English knowledge base cannot match (the retriever refuses such queries as
+    ``unsupported_script``), the plain one otherwise. Latin-script languages (German,
+    French) are not recognised here yet."""
+    letters = [c for c in question if c.isalpha()]
+    if not letters:
+        return REFUSAL_TEXT
+    latin = sum(1 for c in letters if unicodedata.name(c, "").startswith("LATIN"))
+    return LANGUAGE_REFUSAL_TEXT if latin < 0.5 * len(letters) else REFUSAL_TEXT
+
 
 _QUANTITY_QUESTION = re.compile(
     r"\b(how (much|many|long|fast|soon|far|often)|when|what time|minimum|maximum|limit|"
@@ -74,9 +96,18 @@ class ExtractiveModel:
     name = "extractive-v3"
     provider = "offline"
 
-    def __init__(self, *, max_sentences: int = 3, min_relevance: float = 0.40) -> None:
+    def __init__(
+        self,
+        *,
+        max_sentences: int = 3,
+        min_relevance: float = 0.44,
+        semantic_weight: float = 0.4,
+        extra_gain: float = 0.3,
+    ) -> None:
         self.max_sentences = max_sentences
         self.min_relevance = min_relevance
+        self.semantic_weight = semantic_weight
+        self.extra_gain = extra_gain
 
     # ------------------------------------------------------------------ chat-model port
     async def complete(self, conversation: Conversation) -> ModelReply:
@@ -97,7 +128,9 @@ class ExtractiveModel:
         # A refused or failed tool call is said first: the user must learn that the refund
         # they asked for was not drafted, whatever else the documents say.
         refused = [f"I could not complete that: {_sentence(p)}" for p in problems if p]
-        parts = [*refused, *_clarification(conversation), *facts, *quoted] or [REFUSAL_TEXT]
+        parts = [*refused, *_clarification(conversation), *facts, *quoted] or [
+            refusal_for(conversation.question)
+        ]
         text = " ".join(parts)
         return ModelReply(text=text, model=self.name, usage=_usage(conversation, text))
 
@@ -106,7 +139,7 @@ class ExtractiveModel:
         """The cited answer to ``question`` from ``chunks``, markers numbered from 1."""
         chosen = self.select(question, chunks)
         if not chosen:
-            return Answer(REFUSAL_TEXT, (), grounded=False)
+            return Answer(refusal_for(question), (), grounded=False)
         markers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
@@ -117,6 +150,15 @@ class ExtractiveModel:
                 citations.append(citation_for(chunk, markers[chunk.chunk_id]))
             parts.append(f"{_sentence(item.passage.text)} [{markers[chunk.chunk_id]}]")
         return Answer(" ".join(parts), tuple(citations), grounded=True)
+
+    def answerability(self, question: str, chunks: Sequence[RetrievedChunk]) -> float:
+        """The score the refusal threshold is compared with: the best passage's (0 if none)."""
+        threshold, self.min_relevance = self.min_relevance, 0.0
+        try:
+            chosen = self.select(question, chunks)
+        finally:
+            self.min_relevance = threshold
+        return chosen[0].score if chosen else 0.0
 
     def select(self, question: str, chunks: Sequence[RetrievedChunk]) -> list[_Scored]:
         """The passages that answer ``question``, best first; empty when none does."""
@@ -129,12 +171,18 @@ class ExtractiveModel:
         scored: list[_Scored] = []
         for rank, chunk in enumerate(chunks):
             outer = set(content_terms(" ".join((chunk.title, *chunk.section_path))))
+            vectors = [(frozenset(content_terms(s.text)), s.similarity) for s in chunk.sentences]
             for passage in passages(chunk.text):
                 terms = frozenset(content_terms(passage.text))
                 context = outer | set(content_terms(" ".join(passage.headings)))
                 covered = sum(w for t, w in weights.items() if t in terms)
                 covered += 0.5 * sum(w for t, w in weights.items() if t in context - terms)
                 score = covered / total
+                meaning = _similarity(terms, vectors)
+                if meaning is not None:
+                    # Words miss paraphrase ("share" / "disclose to partners"); the sentence
+                    # vector does not, and keeps the score on the same 0..1 scale.
+                    score = (1 - self.semantic_weight) * score + self.semantic_weight * meaning
                 if wants_quantity and _HAS_QUANTITY.search(passage.text):
                     score += 0.08
                 if _ABOUT_THE_DOCUMENT.search(passage.text):
@@ -161,7 +209,7 @@ class ExtractiveModel:
                 gain = item.score - 0.5 * repeat / total
                 if gain > best_gain:
                     best, best_gain = item, gain
-            if best is None or best_gain < 0.3 * chosen[0].score:
+            if best is None or best_gain < self.extra_gain * chosen[0].score:
                 break
             chosen.append(best)
             covered_terms |= best.terms
@@ -219,6 +267,21 @@ def _weights(query: list[str], chunks: Sequence[RetrievedChunk]) -> dict[str, fl
     docs = [set(content_terms(f"{c.title} {' '.join(c.section_path)} {c.text}")) for c in chunks]
     n = len(docs)
     return {t: math.log(1 + (n + 1) / (1 + sum(t in d for d in docs))) for t in query}
+
+
+def _similarity(
+    terms: frozenset[str], sentences: Sequence[tuple[frozenset[str], float]]
+) -> float | None:
+    """The retriever's similarity of the sentence this passage is (matched by its words:
+    the two split text alike but not identically), or None when no sentence matches."""
+    best: tuple[float, float] | None = None
+    for words, similarity in sentences:
+        if not words or not terms:
+            continue
+        overlap = len(words & terms) / len(words | terms)
+        if overlap >= 0.5 and (best is None or overlap > best[0]):
+            best = (overlap, similarity)
+    return None if best is None else best[1]
 
 
 def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
