@@ -9,7 +9,7 @@ SPLIT ?= train
 # as the stack being recovered has.
 GATEWAYS ?=
 
-.PHONY: help install up down status token publish follow-audit ctl demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-kb bench-answers bench-guardrails fault-test reliability dlq asyncapi clean bench-cache trace cost
+.PHONY: help install up down status token publish follow-audit ctl demo test test-unit test-integration test-e2e lint format typecheck eval bench-saga bench-retrieval bench-kb bench-answers bench-guardrails train-guardrails fault-test reliability dlq asyncapi clean bench-cache trace cost
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -97,8 +97,13 @@ bench-answers: install ## Answer quality of the offline model on the knowledge b
 bench-kb: install ## Retrieval, answers and refusal on an unseen KB (DATA=../shared/data/policyqa/dev.json; ARGS="--set chunking.paragraph_chars=150")
 	$(RUN) python -m evals.bench_kb --data $(if $(filter %.json,$(DATA)),$(DATA),../shared/data/policyqa/dev.json) $(if $(SCIFACT),--scifact $(SCIFACT)) $(ARGS)
 
-bench-guardrails: install ## Injection detector (cross-validated) and PII redactor on the shared data sets
-	$(RUN) python -m evals.bench_guardrails --data ../shared/data/prompt-injection/deepset-train.jsonl --data ../shared/data/pii/presidio-synth-dev.json
+bench-guardrails: install ## Injection detector per set, document screen per doc type, PII per entity, latencies
+	$(RUN) python -m evals.bench_guardrails $(GUARDRAIL_DATA) --pii ../shared/data/pii/presidio-synth-dev.json
+
+GUARDRAIL_DATA = --prompts ../shared/data/prompt-injection/deepset-train.jsonl --prompts ../shared/data/prompt-injection/jailbreak-train.csv --bipia ../shared/data/prompt-injection/bipia-train --kb ../shared/data/policyqa/dev.json --kb ../shared/data/scifact/corpus.jsonl
+
+train-guardrails: install ## Retrain the shipped injection and document-screen models from the shared data sets
+	$(RUN) python -m evals.bench_guardrails --train $(GUARDRAIL_DATA)
 
 bench-cache: install ## Caches off vs on: 2,000 Zipf-drawn requests, two principals, through an ephemeral stack (ARGS=)
 	$(RUN) python -m evals.bench_cache $(ARGS)

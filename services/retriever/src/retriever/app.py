@@ -97,7 +97,12 @@ def build_service(
         await handle_chat_requested(
             event,
             RetrieverPorts(
-                retriever=e.retriever, screen=input_screen, bus=service.bus, top_k=settings.top_k
+                retriever=e.retriever,
+                screen=input_screen,
+                bus=service.bus,
+                top_k=settings.top_k,
+                documents=e.ingestor.screen,
+                flagged_context=settings.flagged_context,
             ),
         )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.guardrails.documents import default_document_screen
+
 from .cache import RetrievalCache
 from .embedding import CachedEmbedder, Embedder, OnnxMiniLM, OpenAIEmbedder
 from .index import ChunkIndex
@@ -138,6 +140,7 @@ def build_engine(
         overlap_chars=settings.chunking.overlap_chars,
         paragraph_chars=settings.chunking.paragraph_chars,
         window_chunks=settings.ingest.window_chunks,
+        screen=default_document_screen() if settings.screen_documents else None,
     )
     return Engine(
         embedder,

@@ -26,11 +26,12 @@ from shared.contracts import (
     derive_event_id,
 )
 from shared.guardrails import InputScreen
+from shared.guardrails.documents import DocumentScreen, FlaggedContext, quote_untrusted
 from shared.messaging import EventBus
 from shared.principal import Classification, StaffLevel
 
 from .retrieval import Retrieval, Retriever
-from .search import RankedChunk
+from .search import RankedChunk, SearchResult
 
 __all__ = ["RetrieverPorts", "handle_chat_requested"]
 
@@ -43,6 +44,9 @@ class RetrieverPorts:
     screen: InputScreen
     bus: EventBus
     top_k: int
+    #: Indirect-injection screen for retrieved chunks (None: chunks pass unscreened).
+    documents: DocumentScreen | None = None
+    flagged_context: FlaggedContext = FlaggedContext.QUOTE
 
 
 def _to_contract(chunk: RankedChunk) -> RetrievedChunk:
@@ -85,13 +89,14 @@ async def handle_chat_requested(event: ChatRequested, ports: RetrieverPorts) -> 
         return out
     retrieval = await _retrieve(event, ports)
     result = retrieval.result
+    chunks, flagged = _screen_context([_to_contract(c) for c in result.chunks], result, ports)
     out = ContextRetrieved(
         event_id=derive_event_id(event.event_id, "retrieved"),
         request_id=event.request_id,
         tenant_id=event.tenant_id,
         request=event,
         input_verdict=verdict,
-        chunks=tuple(_to_contract(c) for c in result.chunks),
+        chunks=tuple(chunks),
         stats=RetrievalStats(
             candidates=result.candidates,
             latency_ms=round(result.latency_ms, 3),
@@ -115,6 +120,9 @@ async def handle_chat_requested(event: ChatRequested, ports: RetrieverPorts) -> 
     }
     if retrieval.rejected:
         details["query_rejected"] = retrieval.rejected
+    if flagged:
+        details["flagged_chunks"] = flagged
+        details["flagged_context"] = ports.flagged_context.value
     if result.degraded:
         details["degraded"] = list(result.degraded)
     await ports.bus.audit(
@@ -126,6 +134,32 @@ async def handle_chat_requested(event: ChatRequested, ports: RetrieverPorts) -> 
         details=details,
     )
     return out
+
+
+def _screen_context(
+    chunks: list[RetrievedChunk], result: SearchResult, ports: RetrieverPorts
+) -> tuple[list[RetrievedChunk], dict[str, float]]:
+    """Apply the document screen: the ingest verdict in the payload, or (a chunk indexed
+    before screening existed) a text-only screen now. Flagged chunks are quoted or withheld."""
+    if ports.documents is None:
+        return chunks, {}
+    from .ingest import sentences_of
+
+    verdicts = {str(c.payload["chunk_id"]): c.payload.get("injection") for c in result.chunks}
+    kept: list[RetrievedChunk] = []
+    flagged: dict[str, float] = {}
+    for chunk in chunks:
+        verdict = verdicts.get(chunk.chunk_id)
+        if verdict is None:
+            live = ports.documents.screen(sentences_of(chunk.text))
+            verdict = {"flagged": live.flagged, "score": live.score}
+        if not verdict["flagged"]:
+            kept.append(chunk)
+            continue
+        flagged[chunk.chunk_id] = round(float(verdict["score"]), 4)
+        if ports.flagged_context is FlaggedContext.QUOTE:
+            kept.append(chunk.model_copy(update={"text": quote_untrusted(chunk.text)}))
+    return kept, flagged
 
 
 async def _screen(event: ChatRequested, ports: RetrieverPorts) -> GuardrailVerdict:

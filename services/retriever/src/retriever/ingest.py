@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shared.guardrails.documents import DocumentScreen
 from shared.tables import spell_out_tables
 
 from .chunking import Chunk, chunk_blocks
@@ -65,8 +66,11 @@ class IngestReport:
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     chunks: int = 0
+    #: Chunk ids the document screen flagged as holding injected instructions.
+    flagged: list[str] = field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
+        self.flagged += other.flagged
         self.indexed += other.indexed
         self.unchanged += other.unchanged
         self.deleted += other.deleted
@@ -89,6 +93,7 @@ class Ingestor:
         overlap_chars: int,
         paragraph_chars: int = 0,
         window_chunks: int = 256,
+        screen: DocumentScreen | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -97,6 +102,8 @@ class Ingestor:
         self.overlap_chars = overlap_chars
         self.paragraph_chars = paragraph_chars
         self.window_chunks = window_chunks
+        #: Indirect-injection screen: each chunk's verdict goes into its index payload.
+        self.screen = screen
 
     def chunks(self, doc: Document) -> list[Chunk]:
         return chunk_blocks(
@@ -142,6 +149,15 @@ class Ingestor:
             records = out.setdefault(doc.key, [])
             for chunk in chunks:
                 at, first, end = next(position)
+                verdict = (
+                    None
+                    if self.screen is None
+                    else self.screen.screen(
+                        texts[first:end],
+                        vectors[first:end],
+                        embedder_name=self.embedder.model_name,
+                    ).payload()
+                )
                 records.append(
                     ChunkRecord(
                         chunk_id=f"{meta.tenant}/{meta.doc_id}@{doc.version}#{chunk.position}",
@@ -160,6 +176,7 @@ class Ingestor:
                         dense=vectors[at],
                         sparse=self.bm25.document(texts[at], title=meta.title),
                         sentences=np.ascontiguousarray(vectors[first:end]),
+                        injection=verdict,
                     )
                 )
         return out
@@ -227,6 +244,11 @@ class Ingestor:
             self.index.replace_document(doc.key, chunks)
             report.indexed.append(_label(doc.key))
             report.chunks += len(chunks)
+            flagged = [c.chunk_id for c in chunks if c.injection and c.injection["flagged"]]
+            if flagged:
+                # Ids only: the text may be anyone's document.
+                log.warning("document screen flagged %d chunk(s): %s", len(flagged), flagged)
+            report.flagged += flagged
             _tick(progress)
         return report
 

@@ -9,6 +9,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.guardrails.documents import FlaggedContext
 from shared.principal import StaffLevel
 from shared.settings import HttpSettings, ServiceSettings
 
@@ -190,6 +191,14 @@ class RetrieverSettings(ServiceSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     top_k: int = Field(default=6, ge=1, le=50, description="Chunks handed to the agent.")
+    screen_documents: bool = Field(
+        default=True,
+        description="Screen chunks for injected instructions at ingest and query time.",
+    )
+    flagged_context: FlaggedContext = Field(
+        default=FlaggedContext.QUOTE,
+        description="A flagged chunk reaches the agent as quoted data, or is withheld.",
+    )
     knowledge_base: Path | None = Field(
         default=None, description="Folder ingested at start-up (skipped when unchanged)."
     )

@@ -4,9 +4,10 @@ The benchmark's cross-validation trains exactly what ships: ``evals.bench_guardr
 :func:`train_model` per fold and scores through the run-time :class:`InjectionDetector`.
 
 The decision threshold never looks at evaluation data: :func:`train_model` computes
-out-of-fold scores on its *own* training texts (stratified k-fold, vocabulary and weights
-refitted per fold) and picks the lowest threshold whose out-of-fold false-positive rate is at
-most ``target_fpr``.
+out-of-fold scores on its *own* training texts (k-fold over near-duplicate groups when given,
+vocabulary and weights refitted per fold) and picks the lowest threshold whose out-of-fold
+false-positive rate is at most ``target_fpr`` on *every* public source separately, so the set
+with the hardest benign prompts (jailbreak-style role-play) sets the bar, not the average.
 
 Hard negatives: the benign class of the public training set is narrow (short news and
 politics questions), so a model trained on it alone learns that "ignore", "instructions",
@@ -19,7 +20,6 @@ Logistic regression: L2-regularised, class-balanced, fitted with L-BFGS (scipy).
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .injection import FORMAT, Vector, char_wb_ngrams, rule_features, rule_hits
+from .injection_data import grouped_folds, load_jsonl
 from .injection_rules import RULES, RuleHit
 
 __all__ = [
@@ -43,11 +44,6 @@ __all__ = [
 
 AUGMENT = Path(__file__).resolve().parent / "training" / "injection_augment.jsonl"
 Labels = npt.NDArray[np.int64]
-
-
-def load_jsonl(path: Path) -> tuple[list[str], list[int]]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [str(r["text"]) for r in rows], [int(r["label"]) for r in rows]
 
 
 class FeatureCache:
@@ -174,23 +170,41 @@ def train_model(
     threshold_repeats: int = 1,
     cache: FeatureCache | None = None,
     seed: int = 0,
+    sources: Sequence[str] | None = None,
+    groups: Sequence[int] | None = None,
+    target_fpr_by_source: dict[str, float] | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit the detector; return the JSON-serialisable model the run time loads."""
+    """Fit the detector; return the JSON-serialisable model the run time loads.
+
+    ``sources`` (one name per text) makes the threshold meet ``target_fpr`` on each source's
+    benign prompts; ``groups`` (near-duplicate clusters) keeps paraphrases in one fold of the
+    threshold's cross-validation. ``extra_*`` rows are always trained on and never constrain.
+    """
     all_texts = [*texts, *extra_texts]
     y = np.asarray([*labels, *extra_labels], dtype=np.int64)
+    n_main = len(texts)
+    src = np.asarray([*(sources or ["train"] * n_main), *["extra"] * len(extra_texts)])
+    grp = np.asarray(
+        [*(groups if groups is not None else range(n_main)), *range(-len(extra_texts), 0)],
+        dtype=np.int64,
+    )
     cache = cache or FeatureCache(*ngram_range)
-    scores, truth = [], []
+    per_source: dict[str, float] = {}
     for repeat in range(threshold_repeats):
         oof = np.zeros(len(all_texts))
-        for test in stratified_folds(y, threshold_folds, seed + 1000 + repeat):
+        for test in grouped_folds(grp, y, threshold_folds, seed + 1000 + repeat):
             train = np.setdiff1d(np.arange(len(all_texts)), test)
             fitted = _fit([all_texts[i] for i in train], y[train], cache, c, min_df)
             oof[test] = _score([all_texts[i] for i in test], fitted, cache)
-        scores.append(oof)
-        truth.append(y)
-    oof_all, y_all = np.concatenate(scores), np.concatenate(truth)
-    threshold = pick_threshold(oof_all, y_all, target_fpr)
+        for name in dict.fromkeys(src[:n_main]):
+            mask = src == name
+            if not (y[mask] == 0).any():
+                continue
+            budget = (target_fpr_by_source or {}).get(str(name), target_fpr)
+            t = pick_threshold(oof[mask], y[mask], budget)
+            per_source[name] = max(per_source.get(name, 0.0), t)
+    threshold = max(per_source.values(), default=0.5)
     vocab, idf, coef, intercept = _fit(all_texts, y, cache, c, min_df)
     nv = len(vocab)
 
@@ -208,6 +222,7 @@ def train_model(
         "n_train": len(y),
         "n_positive": int(y.sum()),
         "n_extra": len(extra_texts),
+        "threshold_per_source": {str(k): float(f"{v:.6g}") for k, v in per_source.items()},
         "intercept": float(f"{intercept:.6g}"),
         "rule_names": [r.name for r in RULES],
         "coef_rules": compact(coef[nv:]),

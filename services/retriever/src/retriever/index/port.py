@@ -78,9 +78,12 @@ class ChunkRecord:
     sparse: SparseVec = field(repr=False, compare=False)
     #: One unit vector per sentence of the chunk (at least one row), for MaxSim rescoring.
     sentences: Vectors = field(repr=False, compare=False)
+    #: The document screen's verdict at ingest (``shared.guardrails.documents``), if screened.
+    injection: dict[str, Any] | None = field(default=None, compare=False)
 
     def payload(self) -> dict[str, Any]:
-        return {
+        extra = {} if self.injection is None else {"injection": self.injection}
+        return extra | {
             "chunk_id": self.chunk_id,
             "doc_id": self.doc_id,
             "doc_version": self.doc_version,
