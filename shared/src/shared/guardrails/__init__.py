@@ -3,6 +3,9 @@
 - input: :class:`InputScreen` decides, before retrieval, whether a request is a prompt
   injection or jailbreak attempt (the retriever runs it on every ``ChatRequested``);
   :func:`default_input_screen` builds the measured detector (``shared.guardrails.injection``);
+- context: :class:`DocumentScreen` flags instructions planted in documents, retrieved chunks
+  and tool results (indirect injection; ``shared.guardrails.documents``); the retriever runs
+  it at ingest and on every retrieved chunk, and quotes or withholds what it flags;
 - output: :data:`Redactor` removes personal data and secrets from answers, logs and spans;
   :func:`default_redactor` is the validated-pattern redactor (``shared.guardrails.pii``) every
   service installs on its logs and spans by default.
@@ -20,12 +23,16 @@ from typing import Protocol
 
 from shared.contracts import GuardrailVerdict
 
+from .documents import ChunkVerdict, DocumentScreen, FlaggedContext, default_document_screen
 from .injection import InjectionDetector, InjectionScreen
 from .pii import PII_TYPES, SECRET_TYPES, PIIRedactor, Span
 
 __all__ = [
     "OUTPUT_ENTITIES",
     "AllowAll",
+    "ChunkVerdict",
+    "DocumentScreen",
+    "FlaggedContext",
     "InjectionDetector",
     "InjectionScreen",
     "InputScreen",
@@ -33,6 +40,7 @@ __all__ = [
     "PIIRedactor",
     "Redactor",
     "Span",
+    "default_document_screen",
     "default_input_screen",
     "default_redactor",
     "redact",
