@@ -4,63 +4,20 @@ what a Redis that is down does to a cache (every lookup misses, nothing raises).
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from shared.testing import free_port
 from shared.cache import CacheSettings, CacheStore, MemoryStore, NamedCache, RedisStore
 
 
 class Entry(BaseModel):
     text: str
     n: int
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """The machine's Redis at 6379, or a private ``redis-server`` on a free port."""
-    if _answers(6379):
-        yield "redis://127.0.0.1:6379/0"
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no Redis answers at 127.0.0.1:6379 and redis-server is not installed")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not _answers(port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer within 10 s")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 class StoreContract:
@@ -148,7 +105,7 @@ class TestRedisStore(StoreContract):
 
 @pytest.mark.integration
 async def test_redis_down_every_operation_misses_and_nothing_raises() -> None:
-    closed = _free_port()  # nothing listens there
+    closed = free_port()  # nothing listens there
     store = RedisStore(f"redis://127.0.0.1:{closed}/0", timeout_s=0.2)
     cache = NamedCache("answer", store, Entry, ttl_s=60)
     started = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,33 @@ def test_environment_carries_ports_broker_tunings_and_telemetry(tmp_path: Path) 
 
 def test_down_without_up_is_harmless(tmp_path: Path) -> None:
     LocalStack(StackConfig.ephemeral(tmp_path)).down()
+
+
+def test_throw_away_stacks_keep_their_caches_apart(tmp_path: Path) -> None:
+    # Two eval or test stacks on one Redis must not serve each other's cached answers.
+    one = LocalStack(StackConfig.ephemeral(tmp_path / "one"))
+    two = LocalStack(StackConfig.ephemeral(tmp_path / "two"))
+    assert one.env()["CACHE_NAMESPACE"] != two.env()["CACHE_NAMESPACE"]
+    assert LocalStack(StackConfig(state_dir=tmp_path / "dev")).env()["CACHE_NAMESPACE"] == (
+        "platform"
+    )
+
+
+@pytest.mark.integration
+def test_purge_deletes_only_the_namespace_keys(redis_url: str) -> None:
+    import redis as redis_py
+
+    from devstack import redis as stack_redis
+
+    client = redis_py.Redis.from_url(redis_url)
+    ns = f"purge-test-{os.getpid()}"
+    keep = f"{ns}-other:key"
+    client.set(keep, b"1", ex=60)
+    for n in range(1203):  # more than one SCAN / UNLINK batch
+        client.set(f"{ns}:k{n}", b"1", ex=60)
+    try:
+        assert stack_redis.purge_namespace(redis_url, ns) == 1203
+        assert client.exists(f"{ns}:k0") == 0 and client.exists(keep) == 1
+    finally:
+        client.delete(keep)
+        client.close()

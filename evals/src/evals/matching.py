@@ -3,7 +3,8 @@
 Facts are matched case-insensitively, ignoring Markdown emphasis, dash variants and runs of
 whitespace, so "within **14 days**" states "14 days". A number is atomic: "90 EUR" is not
 found in "12.90 EUR", nor "5 years" in "15 years", while a fact ending in a word may be a
-prefix ("5-10 business day" is found in "5-10 business days").
+prefix ("5-10 business day" is found in "5-10 business days"). A number used as an adjective
+states the plural: "your 5-year warranty" states "5 years", "a 14-day window" "14 days".
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ _SPACE = re.compile(r"\s+")
 # Before a number: no digit, and no "12." or "1," that would make it part of a larger one.
 _NUMBER_START = r"(?<!\d)(?<!\d[.,])"
 _NUMBER_END = r"(?!\d)(?![.,]\d)"
+# "5-year warranty" -> "5 years warranty": the compound adjective says what the plural says.
+_UNIT_ADJECTIVE = re.compile(
+    r"(?<![\d.,-])(\d+)-(minute|hour|day|week|month|year)\b(?!-)", re.IGNORECASE
+)
 
 
 def normalise(text: str) -> str:
     text = _EMPHASIS.sub("", text.translate(_DASHES))
+    text = _UNIT_ADJECTIVE.sub(lambda m: f"{m[1]} {m[2]}{'' if m[1] == '1' else 's'}", text)
     return _SPACE.sub(" ", text).strip().casefold()
 
 

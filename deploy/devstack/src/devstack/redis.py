@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["DEFAULT_URL", "answers", "server_command"]
+__all__ = ["DEFAULT_URL", "answers", "purge_namespace", "server_command"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -44,6 +44,30 @@ def answers(url: str, *, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def purge_namespace(url: str, namespace: str) -> int:
+    """Delete every key under ``namespace:`` (a throw-away stack's caches); the number deleted.
+
+    Best effort: a Redis that has gone away keeps keys that expire by their TTL anyway.
+    """
+    import redis as redis_py  # the client library (this module shares its name)
+
+    deleted = 0
+    try:
+        client = redis_py.Redis.from_url(url, socket_timeout=2.0)
+        with client:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=f"{namespace}:*", count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += int(client.unlink(*batch))
+                    batch = []
+            if batch:
+                deleted += int(client.unlink(*batch))
+    except redis_py.RedisError:
+        return deleted
+    return deleted
 
 
 def _resp(command: list[str]) -> bytes:

@@ -113,6 +113,10 @@ class StackConfig:
     redis_url: str = field(default_factory=lambda: os.environ.get("REDIS_URL", redis.DEFAULT_URL))
     redis_port: int = 56379
     private_redis: bool = False
+    #: Prefix of the stack's cache keys. Throw-away stacks get one of their own: stacks that
+    #: share one Redis would otherwise serve each other's cached answers, computed on another
+    #: database by other code (an eval once scored answers cached by an earlier checkout).
+    cache_namespace: str = "platform"
 
     @classmethod
     def ephemeral(cls, state_dir: Path, *, gateways: int = 1, **kwargs: Any) -> StackConfig:
@@ -134,6 +138,7 @@ class StackConfig:
             nginx_port=free_port(),
             nginx_approver_port=free_port(),
             redis_port=free_port(),
+            cache_namespace=f"e2e-{os.getpid()}-{secrets.token_hex(3)}",
             drop_database=True,
             **kwargs,
         )
@@ -168,6 +173,7 @@ _LAYOUT = (
     "nginx_approver_port",
     "redis_port",
     "private_redis",
+    "cache_namespace",
 )
 
 
@@ -219,6 +225,7 @@ class LocalStack:
                 "OTLP_SINK_FILE": str(c.state_dir / "spans.jsonl"),
                 "RETRIEVER_INDEX__PATH": str(c.state_dir / "index"),
                 "REDIS_URL": self.state.redis_url or c.redis_url,
+                "CACHE_NAMESPACE": c.cache_namespace,
             }
         )
         for service, port in c.ports.items():
@@ -502,6 +509,9 @@ class LocalStack:
                 postgres.drop_database(state.database_url)
             except Exception:
                 log.warning("could not drop %s", state.database_url)
+        if self.config.drop_database and state.redis_url and not state.own_redis:
+            # A throw-away stack leaves no cache keys behind in a Redis it did not start.
+            redis.purge_namespace(state.redis_url, self.config.cache_namespace)
         if state.pg_cluster_dir:
             postgres.PostgresHandle(state.database_url, Path(state.pg_cluster_dir)).stop()
         self.state_file.unlink(missing_ok=True)
