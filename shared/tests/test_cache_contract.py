@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from shared.testing import free_port
 from shared.cache import CacheSettings, CacheStore, MemoryStore, NamedCache, RedisStore
+from shared.testing import free_port
 
 
 class Entry(BaseModel):

@@ -170,7 +170,7 @@ def redis_url() -> Iterator[str]:
     if binary is None:
         pytest.skip("no Redis answers at 127.0.0.1:6379 and redis-server is not installed")
     port = free_port()
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 - the machine's redis-server, fixed arguments
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
     )
