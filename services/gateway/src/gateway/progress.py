@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
-import psycopg
+from shared.db.listen import listen_forever
 
 from .repository import PROGRESS_CHANNEL
 from .store import SETTLED_NOTICE
@@ -49,23 +49,14 @@ class ProgressHub:
                 await self._task
 
     async def _listen(self) -> None:
-        while True:
-            try:
-                assert self._dsn is not None
-                async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {PROGRESS_CHANNEL}")
-                    self.listening.set()
-                    async for notice in conn.notifies():
-                        self.notify(notice.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.listening.clear()
-                log.exception("progress listener lost its connection; reconnecting")
-                # Waiters fall back to polling meanwhile.
-                await asyncio.sleep(1.0)
+        assert self._dsn is not None
+        await listen_forever(
+            self._dsn,
+            [PROGRESS_CHANNEL],
+            lambda _channel, payload: self.notify(payload),
+            name="gateway progress",
+            connected=self.listening,  # waiters fall back to polling while it is down
+        )
 
     def notify(self, payload: str) -> None:
         """Wake the waiters of the request a progress notice names."""
