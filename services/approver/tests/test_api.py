@@ -17,11 +17,10 @@ import pytest
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 
 from approver.app import build_service
-from approver.domain import ApprovalStatus
-from approver.fakes import InMemoryApprovalStore
-from approver.handlers import IntakePorts, handle_draft
-from approver.policy import ApprovalPolicy
-from approver.settings import ApproverSettings, PolicySettings
+from approver.domain import ApprovalPolicy, ApprovalStatus, PolicySettings
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.settings import ApproverSettings
+from approver.testing.fakes import InMemoryApprovalStore
 from shared.contracts import DraftProduced
 from shared.settings import KafkaSettings
 from shared.tools import default_registry

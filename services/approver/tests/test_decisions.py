@@ -9,9 +9,15 @@ from decimal import Decimal
 
 import pytest
 
-from approver.domain import Approval, ApprovalStatus, DecisionError, sign
-from approver.policy import ApprovalPolicy
-from approver.settings import PolicySettings, Requirement
+from approver.domain import (
+    Approval,
+    ApprovalPolicy,
+    ApprovalStatus,
+    DecisionError,
+    PolicySettings,
+    Requirement,
+    sign,
+)
 from shared.contracts import Decision, DraftDecided, RiskLevel, utcnow
 from shared.principal import Principal, StaffLevel
 

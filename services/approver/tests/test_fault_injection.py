@@ -34,12 +34,10 @@ import pytest
 from faststream.kafka import KafkaBroker
 from psycopg import conninfo
 
-from approver.domain import sign
-from approver.failpoints import Failpoints
-from approver.handlers import IntakePorts, handle_draft
-from approver.policy import ApprovalPolicy
-from approver.repository import PostgresApprovalStore
-from approver.settings import PolicySettings
+from approver.domain import ApprovalPolicy, PolicySettings, sign
+from approver.postgres.store import PostgresApprovalStore
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.testing.failpoints import Failpoints
 from devstack import postgres
 from devstack.ports import free_port
 from devstack.pytest_plugin import LOCAL_ENV, TopicProbe

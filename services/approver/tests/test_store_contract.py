@@ -11,14 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from approver.domain import ApprovalStatus, DecisionError, sign
-from approver.failpoints import Failpoints
-from approver.fakes import InMemoryApprovalStore
-from approver.handlers import IntakePorts, handle_draft
-from approver.policy import ApprovalPolicy
-from approver.repository import PostgresApprovalStore
-from approver.settings import PolicySettings
-from approver.store import ApprovalQuery, ApprovalStore
+from approver.domain import ApprovalPolicy, ApprovalStatus, DecisionError, PolicySettings, sign
+from approver.postgres.store import PostgresApprovalStore
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.service_layer.ports import ApprovalQuery, ApprovalStore
+from approver.testing.failpoints import Failpoints
+from approver.testing.fakes import InMemoryApprovalStore
 from shared.contracts import DraftProduced, utcnow
 from shared.db import open_pool
 from shared.principal import Principal

@@ -25,11 +25,19 @@ from shared.http_api import CleanText, error_responses
 from shared.messaging import NIL_REQUEST_ID, EventBus
 from shared.principal import Principal, StaffLevel
 
-from .decision_span import decision_span, link_to_saga
-from .domain import Approval, ApprovalStatus, DecisionError, Verdict, check_signer, sign
-from .objects import ActionContext, ActionInspector, Subject
-from .policy import ApprovalPolicy
-from .store import ApprovalQuery, ApprovalStore
+from ..domain import (
+    ActionContext,
+    Approval,
+    ApprovalPolicy,
+    ApprovalStatus,
+    DecisionError,
+    Subject,
+    Verdict,
+    check_signer,
+    sign,
+)
+from ..service_layer.decision_span import decision_span, link_to_saga
+from ..service_layer.ports import ActionInspector, ApprovalQuery, ApprovalStore
 
 __all__ = ["ApprovalView", "ApproveBody", "RejectBody", "build_router"]
 

@@ -4,8 +4,8 @@ Answers and refusals change nothing and are released by policy. A proposed actio
 pending approval with the requirement the policy sets, unless it is invalid, which is rejected
 at once: an unknown tool, arguments that fail its schema, a read tool; an object the requester
 may not act on or whose state forbids the effect (someone else's order, a refund above what is
-left or in another currency: :mod:`approver.objects`); or a request already past the saga's
-answer deadline, whose caller has been told it timed out, so nothing may happen for it now.
+left or in another currency: :mod:`approver.postgres.inspector`); or a request already past the
+saga's answer deadline, whose caller has been told it timed out, so nothing may happen for it.
 Either way the decision's events are enqueued in the transaction that records the draft, so a
 redelivered draft finds it recorded and changes nothing.
 """
@@ -31,10 +31,17 @@ from shared.contracts import (
 from shared.telemetry import current_trace_id
 from shared.tools import ToolError, ToolRegistry
 
-from .domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
-from .objects import ActionInspector, Subject
-from .policy import ApprovalPolicy, PolicyDecision
-from .store import Admission, ApprovalStore
+from ..domain import (
+    SERVICE,
+    Approval,
+    ApprovalPolicy,
+    ApprovalStatus,
+    PolicyDecision,
+    Subject,
+    audit_event,
+    decided_event,
+)
+from .ports import ActionInspector, Admission, ApprovalStore
 
 __all__ = ["AUTO_POLICY", "INVALID_POLICY", "IntakePorts", "handle_draft"]
 

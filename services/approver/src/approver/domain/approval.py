@@ -2,7 +2,7 @@
 
 A draft of a write action becomes an :class:`Approval`. People sign it off through the API;
 :func:`sign` says whether a sign-off is allowed and what it changes. The executor then runs
-the approved action (``approver.executor``); the sweeper expires stale ones.
+the approved action (``approver.postgres.executor``); the sweeper expires stale ones.
 
 States::
 
@@ -36,7 +36,7 @@ from shared.principal import Principal
 from shared.telemetry import current_trace_id
 
 from .policy import ApprovalPolicy
-from .settings import Requirement
+from .requirements import Requirement
 
 __all__ = [
     "SERVICE",

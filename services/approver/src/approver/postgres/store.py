@@ -16,11 +16,10 @@ from shared.db import Pool
 from shared.principal import StaffLevel
 from shared.settings import KafkaSettings
 
-from .domain import Approval, ApprovalStatus, DecisionError, Transition
-from .failpoints import Failpoints
+from ..domain import Approval, ApprovalStatus, DecisionError, Requirement, Transition
+from ..service_layer.ports import ApprovalQuery, Decider, OutboxEvent, Planner, topic_of
+from ..testing.failpoints import Failpoints
 from .outbox import enqueue, trace_headers
-from .settings import Requirement
-from .store import ApprovalQuery, Decider, OutboxEvent, Planner, topic_of
 
 __all__ = [
     "EXECUTOR_CHANNEL",

@@ -15,9 +15,9 @@ from shared.contracts import Decision, utcnow
 from shared.db import Pool
 from shared.settings import KafkaSettings
 
-from .domain import SERVICE, ApprovalStatus, audit_event, decided_event
-from .failpoints import Failpoints
-from .repository import enqueue_all, lock_approvals, save_state
+from ..domain import SERVICE, ApprovalStatus, audit_event, decided_event
+from ..testing.failpoints import Failpoints
+from .store import enqueue_all, lock_approvals, save_state
 
 __all__ = ["Sweeper"]
 

@@ -29,11 +29,11 @@ from shared.settings import KafkaSettings
 from shared.tools import ToolContext, ToolError, ToolRegistry
 from shared.tools.registry import TransientToolError
 
-from .domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
-from .failpoints import Failpoints
-from .repository import enqueue_all, lock_approvals, save_state
-from .settings import ExecutorSettings
-from .store import OutboxEvent
+from ..domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
+from ..service_layer.ports import OutboxEvent
+from ..settings import ExecutorSettings
+from ..testing.failpoints import Failpoints
+from .store import enqueue_all, lock_approvals, save_state
 
 __all__ = ["Executor"]
 
