@@ -27,6 +27,7 @@ pytestmark = pytest.mark.unit
 
 POLICY = ApprovalPolicy(PolicySettings())
 NOW = utcnow()
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 @pytest.fixture
@@ -55,19 +56,28 @@ def approval(make_draft: DraftFactory) -> Approval:
 
 def refused(approval: Approval, who: Principal, verdict: str = "approve") -> DecisionError:
     with pytest.raises(DecisionError) as caught:
-        sign(approval, who, verdict, "because", policy=POLICY, now=NOW)  # type: ignore[arg-type]
+        sign(approval, who, verdict, "because", policy=POLICY, now=NOW, trace_id=None)  # type: ignore[arg-type]
     return caught.value
 
 
 def test_two_l2_approvals_by_different_people_approve(
     approval: Approval, staff: Callable[..., Principal]
 ) -> None:
-    first = sign(approval, staff("kim"), "approve", "", policy=POLICY, now=NOW)
+    first = sign(approval, staff("kim"), "approve", "", policy=POLICY, now=NOW, trace_id=TRACE)
     assert first.approval.status is ApprovalStatus.PENDING
     assert first.approval.remaining == 1
     assert [e.action for e in first.events] == ["approval.signed"]  # type: ignore[union-attr]
+    assert first.events[0].trace_id == TRACE, "the trace the caller passed in"  # type: ignore[union-attr]
     assert refused(first.approval, staff("kim")).code == "already_signed", "one person counts once"
-    second = sign(first.approval, staff("mo", "manager"), "approve", "ok", policy=POLICY, now=NOW)
+    second = sign(
+        first.approval,
+        staff("mo", "manager"),
+        "approve",
+        "ok",
+        policy=POLICY,
+        now=NOW,
+        trace_id=None,
+    )
     assert second.approval.status is ApprovalStatus.APPROVED, "a manager counts as an L2"
     assert second.approval.decided_at == NOW
     assert [e.action for e in second.events] == [  # type: ignore[union-attr]
@@ -82,13 +92,17 @@ def test_two_l2_approvals_by_different_people_approve(
 def test_one_rejection_decides_and_publishes_the_decision(
     approval: Approval, staff: Callable[..., Principal]
 ) -> None:
-    done = sign(approval, staff("kim"), "reject", "not eligible", policy=POLICY, now=NOW)
+    done = sign(
+        approval, staff("kim"), "reject", "not eligible", policy=POLICY, now=NOW, trace_id=TRACE
+    )
     assert done.approval.status is ApprovalStatus.REJECTED
     decided = [e for e in done.events if isinstance(e, DraftDecided)]
     assert len(decided) == 1
     assert decided[0].decision is Decision.REJECTED
     assert decided[0].signoffs[0].reason == "not eligible"
     assert "not eligible" in decided[0].reason
+    audits = [e for e in done.events if not isinstance(e, DraftDecided)]
+    assert [a.trace_id for a in audits] == [TRACE, TRACE]
 
 
 @pytest.mark.parametrize(

@@ -270,6 +270,7 @@ async def _decide(
                     "checked" if approve else "not justified",
                     policy=POLICY,
                     now=utcnow(),
+                    trace_id=None,
                 ),
             )
         except DecisionError:

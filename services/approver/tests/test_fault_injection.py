@@ -168,7 +168,9 @@ async def _approve(store: PostgresApprovalStore, drafts: list[DraftProduced]) ->
         await store.decide(
             "harborpine",
             d.event_id,
-            lambda a, who=who: sign(a, who, "approve", "fault test", policy=POLICY, now=now),
+            lambda a, who=who: sign(
+                a, who, "approve", "fault test", policy=POLICY, now=now, trace_id=None
+            ),
         )
 
 
@@ -209,7 +211,7 @@ async def test_sigkill_at_every_step_loses_and_repeats_nothing(
         await store.decide(
             "harborpine",
             d.event_id,
-            lambda a: sign(a, MO, "reject", "not in policy", policy=POLICY, now=now),
+            lambda a: sign(a, MO, "reject", "not in policy", policy=POLICY, now=now, trace_id=None),
         )
     approved: list[DraftProduced] = []
 

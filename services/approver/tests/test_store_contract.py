@@ -90,7 +90,13 @@ class StoreContract:
                 tenant,
                 draft.event_id,
                 lambda a, who=who: sign(
-                    a, staff(who, tenant=tenant), "approve", "ok", policy=POLICY, now=now
+                    a,
+                    staff(who, tenant=tenant),
+                    "approve",
+                    "ok",
+                    policy=POLICY,
+                    now=now,
+                    trace_id=None,
                 ),
             )
         got = await store.get(tenant, draft.event_id)

@@ -33,7 +33,6 @@ from shared.contracts import (
     derive_event_id,
 )
 from shared.principal import Principal
-from shared.telemetry import current_trace_id
 
 from .policy import ApprovalPolicy
 from .requirements import Requirement
@@ -140,8 +139,12 @@ def sign(
     *,
     policy: ApprovalPolicy,
     now: datetime,
+    trace_id: str | None,
 ) -> Transition:
-    """Check that ``principal`` may decide ``verdict`` on ``approval`` now, and apply it."""
+    """Check that ``principal`` may decide ``verdict`` on ``approval`` now, and apply it.
+
+    ``trace_id`` is the decision's trace, recorded on its audit steps.
+    """
     refuse = check_signer(approval, principal, policy=policy, now=now)
     if refuse is not None:
         raise refuse
@@ -158,6 +161,7 @@ def sign(
             after,
             "approval.signed",
             actor=principal.user_id,
+            trace_id=trace_id,
             anchor=f"{approval.draft_id}:{principal.user_id}",
             details={
                 "decision": verdict,
@@ -172,7 +176,7 @@ def sign(
         after = replace(after, status=ApprovalStatus.REJECTED, decided_at=now, reason=reason)
         events += [
             decided_event(after, Decision.REJECTED, f"Rejected by {principal.user_id}: {reason}"),
-            audit_event(after, "approval.rejected", actor=principal.user_id),
+            audit_event(after, "approval.rejected", actor=principal.user_id, trace_id=trace_id),
         ]
     elif after.remaining == 0:
         who = ", ".join(s.approver_id for s in after.approvals)
@@ -182,7 +186,9 @@ def sign(
             decided_at=now,
             reason=f"Approved under {after.policy} by {who}.",
         )
-        events.append(audit_event(after, "approval.approved", actor=principal.user_id))
+        events.append(
+            audit_event(after, "approval.approved", actor=principal.user_id, trace_id=trace_id)
+        )
     return Transition(after, signoff, tuple(events))
 
 
@@ -239,11 +245,16 @@ def audit_event(
     action: str,
     *,
     actor: str,
+    trace_id: str | None,
     anchor: str | None = None,
     outcome: AuditOutcome = AuditOutcome.OK,
     details: dict[str, Any] | None = None,
 ) -> AuditRecorded:
-    """An audit step about ``approval``; the same step always gets the same id."""
+    """An audit step about ``approval``; the same step always gets the same id.
+
+    ``trace_id`` is the trace the step happened in (``shared.telemetry.current_trace_id()``
+    at the caller), or None outside any.
+    """
     facts: dict[str, Any] = {
         "draft_id": str(approval.draft_id),
         "tool": approval.tool,
@@ -267,6 +278,6 @@ def audit_event(
         outcome=outcome,
         actor=actor,
         subject_event_id=approval.draft_id,
-        trace_id=current_trace_id(),
+        trace_id=trace_id,
         details=facts,
     )

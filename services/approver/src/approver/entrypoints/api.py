@@ -24,6 +24,7 @@ from shared.contracts import AuditOutcome, ExecutionResult, RiskLevel, Signoff
 from shared.http_api import CleanText, error_responses
 from shared.messaging import NIL_REQUEST_ID, EventBus
 from shared.principal import Principal, StaffLevel
+from shared.telemetry import current_trace_id
 
 from ..domain import (
     ActionContext,
@@ -245,7 +246,13 @@ def build_router(
                     principal.tenant_id,
                     draft_id,
                     lambda approval: sign(
-                        approval, principal, verdict, body.reason, policy=policy, now=now
+                        approval,
+                        principal,
+                        verdict,
+                        body.reason,
+                        policy=policy,
+                        now=now,
+                        trace_id=current_trace_id(),
                     ),
                 )
                 link_to_saga(span, transition.approval.trace)

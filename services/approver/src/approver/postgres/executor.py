@@ -26,6 +26,7 @@ from shared.contracts import AuditOutcome, Decision, ExecutionResult
 from shared.db import Pool
 from shared.messaging import is_transient
 from shared.settings import KafkaSettings
+from shared.telemetry import current_trace_id
 from shared.tools import ToolContext, ToolError, ToolRegistry
 from shared.tools.registry import TransientToolError
 
@@ -83,7 +84,9 @@ class Executor:
                     approval = claimed[0]
                     done = await self._execute(conn, approval)
                     await save_state(conn, done)
-                    await enqueue_all(conn, self._kafka, _announce(done), trace=done.trace)
+                    await enqueue_all(
+                        conn, self._kafka, _announce(done, current_trace_id()), trace=done.trace
+                    )
                     self._failpoints.hit("execute.before_commit")
             except _RetryLater as retry:
                 await self._count_attempt(retry.approval, retry.cause)
@@ -149,7 +152,9 @@ class Executor:
                 f"gave up after {row['execution_attempts']} attempts: {cause!r}"[:500],
             )
             await save_state(conn, done)
-            await enqueue_all(conn, self._kafka, _announce(done), trace=done.trace)
+            await enqueue_all(
+                conn, self._kafka, _announce(done, current_trace_id()), trace=done.trace
+            )
 
 
 class _RetryLater(Exception):
@@ -177,7 +182,7 @@ def _finished(approval: Approval, effect_id: str | None, detail: str) -> Approva
     )
 
 
-def _announce(done: Approval) -> list[OutboxEvent]:
+def _announce(done: Approval, trace_id: str | None) -> list[OutboxEvent]:
     """The action's one DraftDecided (approved, with the execution) and its audit step."""
     ok = done.status is ApprovalStatus.EXECUTED
     return [
@@ -186,6 +191,7 @@ def _announce(done: Approval) -> list[OutboxEvent]:
             done,
             f"approval.{done.status.value}",
             actor=SERVICE,
+            trace_id=trace_id,
             outcome=AuditOutcome.OK if ok else AuditOutcome.ERROR,
         ),
     ]

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from shared.contracts import Decision, utcnow
 from shared.db import Pool
 from shared.settings import KafkaSettings
+from shared.telemetry import current_trace_id
 
 from ..domain import SERVICE, ApprovalStatus, audit_event, decided_event
 from ..testing.failpoints import Failpoints
@@ -77,7 +78,12 @@ class Sweeper:
                         self._kafka,
                         [
                             decided_event(expired, Decision.EXPIRED, expired.reason),
-                            audit_event(expired, "approval.expired", actor=SERVICE),
+                            audit_event(
+                                expired,
+                                "approval.expired",
+                                actor=SERVICE,
+                                trace_id=current_trace_id(),
+                            ),
                         ],
                         trace=expired.trace,
                     )

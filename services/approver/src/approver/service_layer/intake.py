@@ -68,6 +68,8 @@ async def handle_draft(draft: DraftProduced, ports: IntakePorts) -> None:
         await _release_answer(draft, ports)
         return
     action = draft.action
+    # The consumer's span: the intake's audit steps belong to the saga's trace.
+    trace_id = current_trace_id()
     problem, risk = _check_action(draft, ports.registry)
     if problem is None:
         problem = await _check_object(draft, ports) or _check_deadline(draft, ports)
@@ -79,9 +81,9 @@ async def handle_draft(draft: DraftProduced, ports: IntakePorts) -> None:
             action.tool, risk, action.arguments, earlier_eur=earlier
         )
         return (
-            _invalid(draft, decision, problem, ports)
+            _invalid(draft, decision, problem, ports, trace_id)
             if problem
-            else _pending(draft, decision, risk, ports)
+            else _pending(draft, decision, risk, ports, trace_id)
         )
 
     await ports.store.admit(draft, order_key, plan)
@@ -156,7 +158,11 @@ def _approval(
 
 
 def _pending(
-    draft: DraftProduced, decision: PolicyDecision, risk: RiskLevel, ports: IntakePorts
+    draft: DraftProduced,
+    decision: PolicyDecision,
+    risk: RiskLevel,
+    ports: IntakePorts,
+    trace_id: str | None,
 ) -> Admission:
     approval = _approval(draft, decision, risk, ports)
     details: dict[str, object] = {"expires_at": approval.expires_at.isoformat()}
@@ -168,6 +174,7 @@ def _pending(
         approval,
         "approval.pending",
         actor=approval.requester_id,
+        trace_id=trace_id,
         outcome=AuditOutcome.PENDING,
         details=details,
     )
@@ -175,7 +182,11 @@ def _pending(
 
 
 def _invalid(
-    draft: DraftProduced, decision: PolicyDecision, problem: str, ports: IntakePorts
+    draft: DraftProduced,
+    decision: PolicyDecision,
+    problem: str,
+    ports: IntakePorts,
+    trace_id: str | None,
 ) -> Admission:
     assert draft.action is not None
     approval = _approval(draft, decision, draft.action.risk, ports)
@@ -190,7 +201,13 @@ def _invalid(
         approval,
         (
             decided_event(approval, Decision.REJECTED, approval.reason),
-            audit_event(approval, "approval.rejected", actor=SERVICE, outcome=AuditOutcome.DENIED),
+            audit_event(
+                approval,
+                "approval.rejected",
+                actor=SERVICE,
+                trace_id=trace_id,
+                outcome=AuditOutcome.DENIED,
+            ),
         ),
     )
 
