@@ -1,7 +1,9 @@
-"""Who may decide an approval, and what a decision changes (pure domain rules)."""
+"""Who may decide an approval, and what a decision changes: the pure domain rules, and the
+service's decide() that commits them through a store (here the in-memory one)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -15,11 +17,16 @@ from approver.domain import (
     ApprovalStatus,
     DecisionError,
     PolicySettings,
+    RefusalCode,
     Requirement,
     sign,
 )
+from approver.service_layer.decisions import decide
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.testing.fakes import InMemoryApprovalStore
 from shared.contracts import Decision, DraftDecided, RiskLevel, utcnow
 from shared.principal import Principal, StaffLevel
+from shared.tools import default_registry
 
 from .conftest import DraftFactory
 
@@ -106,37 +113,71 @@ def test_one_rejection_decides_and_publishes_the_decision(
 
 
 @pytest.mark.parametrize(
-    ("who", "status", "code"),
+    ("who", "code"),
     [
-        (("kim", "L1"), 403, "insufficient_level"),
-        (("casey.customer", "L2"), 403, "self_approval"),
-        (("kim", "none"), 403, "not_an_approver"),
-        (("kim", "L2", "tidewell"), 404, "not_found"),
+        (("kim", "L1"), RefusalCode.INSUFFICIENT_LEVEL),
+        (("casey.customer", "L2"), RefusalCode.SELF_APPROVAL),
+        (("kim", "none"), RefusalCode.NOT_AN_APPROVER),
+        (("kim", "L2", "tidewell"), RefusalCode.NOT_FOUND),
     ],
 )
 def test_who_may_not_decide(
     approval: Approval,
     staff: Callable[..., Principal],
     who: tuple[str, ...],
-    status: int,
-    code: str,
+    code: RefusalCode,
 ) -> None:
     error = refused(approval, staff(*who))
-    assert (error.status, error.code) == (status, code)
+    assert error.code is code
+    assert error.message
 
 
 def test_decided_and_expired_approvals_cannot_be_decided_again(
     approval: Approval, staff: Callable[..., Principal]
 ) -> None:
     decided = replace(approval, status=ApprovalStatus.EXECUTED)
-    assert (refused(decided, staff("kim")).status, refused(decided, staff("kim")).code) == (
-        409,
-        "already_decided",
-    )
+    assert refused(decided, staff("kim")).code is RefusalCode.ALREADY_DECIDED
     late = replace(approval, expires_at=NOW - timedelta(seconds=1))
-    assert refused(late, staff("kim"), "reject").code == "expired"
+    assert refused(late, staff("kim"), "reject").code is RefusalCode.EXPIRED
 
 
 def test_roles_matter_not_just_the_level(approval: Approval) -> None:
     hr = Principal(user_id="h", tenant_id="harborpine", roles=("hr",), level=StaffLevel.MANAGER)
-    assert refused(approval, hr).code == "not_an_approver"
+    assert refused(approval, hr).code is RefusalCode.NOT_AN_APPROVER
+
+
+async def test_decide_commits_each_signoff_with_its_events(
+    make_draft: DraftFactory, staff: Callable[..., Principal]
+) -> None:
+    store = InMemoryApprovalStore()
+    draft = make_draft(arguments={"order_id": "HP-10024", "amount": "600", "reason": "torn"})
+    await handle_draft(draft, IntakePorts(store, POLICY, default_registry(), timedelta(hours=1)))
+    first = await decide(store, POLICY, staff("kim"), draft.event_id, "approve", "ok", now=NOW)
+    assert first.approval.remaining == 1 and not first.final
+    second = await decide(store, POLICY, staff("lee"), draft.event_id, "approve", "ok", now=NOW)
+    assert second.final and second.approval.status is ApprovalStatus.APPROVED
+    stored = store.approvals[draft.event_id]
+    assert [s.approver_id for s in stored.signoffs] == ["kim", "lee"]
+    assert [getattr(e, "action", "decided") for e in store.outbox] == [
+        "approval.pending",
+        "approval.signed",
+        "approval.signed",
+        "approval.approved",
+    ]
+
+
+async def test_decide_refuses_with_a_code_and_changes_nothing(
+    make_draft: DraftFactory, staff: Callable[..., Principal]
+) -> None:
+    store = InMemoryApprovalStore()
+    draft = make_draft()
+    await handle_draft(draft, IntakePorts(store, POLICY, default_registry(), timedelta(hours=1)))
+    before = (dict(store.approvals), list(store.outbox))
+    with pytest.raises(DecisionError) as own:
+        await decide(store, POLICY, staff("casey.customer"), draft.event_id, "approve", "", now=NOW)
+    assert own.value.code is RefusalCode.SELF_APPROVAL
+    assert own.value.approval is not None and own.value.approval.request_id == draft.request_id
+    with pytest.raises(DecisionError) as missing:
+        await decide(store, POLICY, staff("kim"), uuid.uuid4(), "reject", "no such", now=NOW)
+    assert missing.value.code is RefusalCode.NOT_FOUND and missing.value.approval is None
+    assert (dict(store.approvals), list(store.outbox)) == before

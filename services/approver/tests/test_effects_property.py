@@ -34,11 +34,12 @@ from hypothesis import HealthCheck, Phase, event, example, given, settings, targ
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from approver.domain import ApprovalPolicy, DecisionError, PolicySettings, sign
+from approver.domain import ApprovalPolicy, DecisionError, PolicySettings
 from approver.postgres.executor import Executor
 from approver.postgres.inspector import PostgresActionInspector
 from approver.postgres.reconcile import effect_violations
 from approver.postgres.store import PostgresApprovalStore
+from approver.service_layer.decisions import decide
 from approver.service_layer.intake import IntakePorts, handle_draft
 from approver.settings import ExecutorSettings
 from approver.testing.failpoints import Failpoints
@@ -260,18 +261,14 @@ async def _decide(
     for base in APPROVERS:
         approver = base.model_copy(update={"tenant_id": tenant})
         try:
-            transition = await store.decide(
-                tenant,
+            transition = await decide(
+                store,
+                POLICY,
+                approver,
                 draft.event_id,
-                lambda a, p=approver: sign(
-                    a,
-                    p,
-                    "approve" if approve else "reject",
-                    "checked" if approve else "not justified",
-                    policy=POLICY,
-                    now=utcnow(),
-                    trace_id=None,
-                ),
+                "approve" if approve else "reject",
+                "checked" if approve else "not justified",
+                now=utcnow(),
             )
         except DecisionError:
             continue  # too junior, already decided, already signed: try the next one

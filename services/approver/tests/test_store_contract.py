@@ -11,7 +11,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from approver.domain import ApprovalPolicy, ApprovalStatus, DecisionError, PolicySettings, sign
+from approver.domain import (
+    ApprovalPolicy,
+    ApprovalStatus,
+    DecisionError,
+    PolicySettings,
+    RefusalCode,
+    sign,
+)
 from approver.postgres.store import PostgresApprovalStore
 from approver.service_layer.intake import IntakePorts, handle_draft
 from approver.service_layer.ports import ApprovalQuery, ApprovalStore
@@ -122,13 +129,13 @@ class StoreContract:
         before = await store.get(tenant, draft.event_id)
 
         def refuse(_: Any) -> Any:
-            raise DecisionError(403, "insufficient_level", "no")
+            raise DecisionError(RefusalCode.INSUFFICIENT_LEVEL, "no")
 
         with pytest.raises(DecisionError):
             await store.decide(tenant, draft.event_id, refuse)
         with pytest.raises(DecisionError) as missing:
             await store.decide(tenant, uuid.uuid4(), refuse)
-        assert missing.value.status == 404
+        assert missing.value.code is RefusalCode.NOT_FOUND
         assert await store.get(tenant, draft.event_id) == before
         assert await self.enqueued(store, draft.request_id) == ["approval.pending"]
 

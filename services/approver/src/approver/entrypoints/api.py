@@ -3,28 +3,26 @@
 The approver's identity comes only from the verified bearer token; a body that names an
 approver is refused (422). Every refused decision (401, 403, 404, 409, 422) is audited as
 ``approval.denied`` and changes nothing; every accepted one is audited with the sign-off
-in the transaction that records it.
+in the transaction that records it. The decision itself is the service layer's
+(:func:`~approver.service_layer.decisions.decide`); this module maps HTTP onto it and its
+refusal codes onto statuses (:func:`http_status`).
 """
 
 # No ``from __future__ import annotations``: FastAPI must resolve the dependencies declared
-# inside build_router (``Depends(staff)``) from the live annotations.
-import json
+# inside build_router (``Depends(api.staff)``) from the live annotations.
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, assert_never
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.contracts import AuditOutcome, ExecutionResult, RiskLevel, Signoff
-from shared.http_api import CleanText, error_responses
+from shared.contracts import AuditOutcome
+from shared.http_api import error_responses
 from shared.messaging import NIL_REQUEST_ID, EventBus
-from shared.principal import Principal, StaffLevel
-from shared.telemetry import current_trace_id
+from shared.principal import Principal
 
 from ..domain import (
     ActionContext,
@@ -32,110 +30,51 @@ from ..domain import (
     ApprovalPolicy,
     ApprovalStatus,
     DecisionError,
+    RefusalCode,
     Subject,
     Verdict,
-    check_signer,
-    sign,
 )
-from ..service_layer.decision_span import decision_span, link_to_saga
+from ..service_layer.decisions import decide
 from ..service_layer.ports import ActionInspector, ApprovalQuery, ApprovalStore
+from .schemas import (
+    ApprovalList,
+    ApprovalView,
+    ApproveBody,
+    InvalidBody,
+    RejectBody,
+    body_schema,
+    parse_body,
+)
 
-__all__ = ["ApprovalView", "ApproveBody", "RejectBody", "build_router"]
+__all__ = ["build_router", "http_status"]
 
 log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="JWT minted by `platform-token mint`")
-B = TypeVar("B", bound=BaseModel)
-
-
-class ApproveBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    reason: CleanText = Field(default="", max_length=1000, description="Why (optional).")
-
-
-class RejectBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    reason: CleanText = Field(min_length=3, max_length=1000, description="Why (required).")
-
-
-class ApprovalView(BaseModel):
-    """An approval as its deciders see it."""
-
-    draft_id: uuid.UUID
-    request_id: uuid.UUID
-    requester_id: str
-    tool: str
-    arguments: dict[str, Any]
-    risk: RiskLevel
-    summary: str
-    status: ApprovalStatus
-    policy: str = Field(description="Rule that set the requirement.")
-    required_level: StaffLevel
-    required_count: int
-    remaining: int = Field(description="Approvals still needed.")
-    amount_eur: Decimal | None
-    signoffs: list[Signoff]
-    created_at: datetime
-    expires_at: datetime
-    decided_at: datetime | None
-    reason: str
-    execution: ExecutionResult | None
-    can_decide: bool = Field(description="Whether the caller may approve or reject it now.")
-    blocked_by: str | None = Field(description="Why not, as a stable code, when they may not.")
-    context: ActionContext | None = Field(
-        default=None,
-        description="The object the action touches (owner, total, refunded, other requests)"
-        " and what the executor's check would say now.",
-    )
-
-    @classmethod
-    def of(
-        cls,
-        approval: Approval,
-        caller: Principal,
-        policy: ApprovalPolicy,
-        now: datetime,
-        context: ActionContext | None = None,
-    ) -> "ApprovalView":
-        refusal = check_signer(approval, caller, policy=policy, now=now)
-        return cls(
-            draft_id=approval.draft_id,
-            request_id=approval.request_id,
-            requester_id=approval.requester_id,
-            tool=approval.tool,
-            arguments=approval.arguments,
-            risk=approval.risk,
-            summary=approval.summary,
-            status=approval.status,
-            policy=approval.policy,
-            required_level=approval.requires.level,
-            required_count=approval.requires.count,
-            remaining=approval.remaining,
-            amount_eur=approval.amount_eur,
-            signoffs=list(approval.signoffs),
-            created_at=approval.created_at,
-            expires_at=approval.expires_at,
-            decided_at=approval.decided_at,
-            reason=approval.reason,
-            execution=approval.execution,
-            can_decide=refusal is None,
-            blocked_by=refusal.code if refusal else None,
-            context=context,
-        )
-
-
-class ApprovalList(BaseModel):
-    items: list[ApprovalView]
-    limit: int
-    offset: int
-
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 #: Deepest page offset served; filter by status, tool or request instead of paging further.
 MAX_OFFSET = 100_000
 
 StatusFilter = Literal["pending", "approved", "executed", "failed", "rejected", "expired", "all"]
+
+
+def http_status(code: RefusalCode) -> int:
+    """404: not the caller's to see; 403: not theirs to decide; 409: not decidable now.
+
+    Exhaustive (mypy checks it), so a new refusal cannot fall through to a 500.
+    """
+    match code:
+        case RefusalCode.NOT_FOUND:
+            return 404
+        case (
+            RefusalCode.NOT_AN_APPROVER | RefusalCode.SELF_APPROVAL | RefusalCode.INSUFFICIENT_LEVEL
+        ):
+            return 403
+        case RefusalCode.ALREADY_DECIDED | RefusalCode.EXPIRED | RefusalCode.ALREADY_SIGNED:
+            return 409
+        case _:
+            assert_never(code)
 
 
 def build_router(
@@ -148,128 +87,8 @@ def build_router(
     inspector: Callable[[], ActionInspector | None] = lambda: None,
 ) -> APIRouter:
     """``authenticate`` is ``shared.auth.http.principal_dependency(tokens)``."""
+    api = _Approvals(store, policy, authenticate, bus, clock, inspector)
     router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
-
-    async def views(approvals: list[Approval], caller: Principal) -> list[ApprovalView]:
-        """Each approval with the facts of its object, read in one go."""
-        now = clock()
-        found = inspector()
-        contexts: list[ActionContext | None] = (
-            list(await found.inspect([Subject.of(a) for a in approvals]))
-            if found is not None
-            else [None] * len(approvals)
-        )
-        return [
-            ApprovalView.of(a, caller, policy, now, c)
-            for a, c in zip(approvals, contexts, strict=True)
-        ]
-
-    async def staff(
-        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
-    ) -> Principal:
-        principal = await authenticate(credentials)
-        if not policy.is_approver(principal):
-            raise HTTPException(403, {"message": "the approval inbox is for support staff"})
-        return principal
-
-    async def audit_denied(
-        request_id: uuid.UUID,
-        tenant_id: str,
-        actor: str,
-        draft_id: uuid.UUID,
-        verdict: Verdict,
-        status: int,
-        code: str,
-    ) -> None:
-        try:
-            await bus.audit(
-                request_id=request_id,
-                tenant_id=tenant_id,
-                action="approval.denied",
-                actor=actor,
-                subject_event_id=draft_id,
-                outcome=AuditOutcome.DENIED,
-                details={
-                    "draft_id": str(draft_id),
-                    "decision": verdict,
-                    "status": status,
-                    "code": code,
-                },
-                dedupe_key=str(uuid.uuid4()),  # every attempt is its own record
-            )
-        except Exception:
-            log.warning("could not audit a refused decision on %s", draft_id, exc_info=True)
-
-    async def decide(
-        draft_id: uuid.UUID,
-        verdict: Verdict,
-        request: Request,
-        credentials: HTTPAuthorizationCredentials | None,
-    ) -> ApprovalView:
-        try:
-            principal = await authenticate(credentials)
-        except HTTPException as exc:
-            await audit_denied(
-                NIL_REQUEST_ID,
-                "unknown",
-                "unauthenticated",
-                draft_id,
-                verdict,
-                401,
-                "unauthenticated",
-            )
-            raise exc from None
-        body: ApproveBody | RejectBody
-        try:
-            if verdict == "approve":
-                body = await _body(request, ApproveBody)
-            else:
-                body = await _body(request, RejectBody)
-        except _InvalidBody as exc:
-            known = await store().get(principal.tenant_id, draft_id)
-            await audit_denied(
-                known.request_id if known else NIL_REQUEST_ID,
-                principal.tenant_id,
-                principal.user_id,
-                draft_id,
-                verdict,
-                422,
-                "invalid_request",
-            )
-            raise HTTPException(
-                422, {"error": "invalid_request", "message": exc.message, "errors": exc.errors}
-            ) from None
-        now = clock()
-        try:
-            with decision_span(verdict, str(draft_id)) as span:
-                transition = await store().decide(
-                    principal.tenant_id,
-                    draft_id,
-                    lambda approval: sign(
-                        approval,
-                        principal,
-                        verdict,
-                        body.reason,
-                        policy=policy,
-                        now=now,
-                        trace_id=current_trace_id(),
-                    ),
-                )
-                link_to_saga(span, transition.approval.trace)
-                span.set_attribute("request_id", str(transition.approval.request_id))
-        except DecisionError as exc:
-            await audit_denied(
-                exc.approval.request_id if exc.approval else NIL_REQUEST_ID,
-                principal.tenant_id,
-                principal.user_id,
-                draft_id,
-                verdict,
-                exc.status,
-                exc.code,
-            )
-            raise HTTPException(exc.status, {"error": exc.code, "message": exc.message}) from None
-        (view,) = await views([transition.approval], principal)
-        return view
 
     @router.get(
         "",
@@ -277,7 +96,7 @@ def build_router(
         responses=error_responses(401, 403, 422, 503),
     )
     async def list_approvals(
-        principal: Annotated[Principal, Depends(staff)],
+        principal: Annotated[Principal, Depends(api.staff)],
         status: StatusFilter = "pending",
         tool: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = None,
         request_id: uuid.UUID | None = None,
@@ -295,10 +114,7 @@ def build_router(
             limit=limit,
             offset=offset,
         )
-        items = await views(await store().list(principal.tenant_id, query), principal)
-        if actionable:
-            items = [v for v in items if v.can_decide]
-        return ApprovalList(items=items, limit=limit, offset=offset)
+        return await api.listing(principal, query, actionable=actionable)
 
     @router.get(
         "/{draft_id}",
@@ -306,39 +122,31 @@ def build_router(
         responses=error_responses(401, 403, 404, 422, 503),
     )
     async def get_approval(
-        draft_id: uuid.UUID, principal: Annotated[Principal, Depends(staff)]
+        draft_id: uuid.UUID, principal: Annotated[Principal, Depends(api.staff)]
     ) -> ApprovalView:
-        approval = await store().get(principal.tenant_id, draft_id)
-        if approval is None:
-            raise HTTPException(404, {"message": "no such approval"})
-        (view,) = await views([approval], principal)
-        return view
+        return await api.one(principal, draft_id)
 
     @router.post(
         "/{draft_id}/approve",
         summary="Approve (counts once per person; the last needed approval executes it)",
-        openapi_extra=_body_schema(ApproveBody),
+        openapi_extra=body_schema(ApproveBody),
         responses=_ERRORS,
     )
     async def approve(
-        draft_id: uuid.UUID,
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        draft_id: uuid.UUID, request: Request, credentials: Credentials
     ) -> ApprovalView:
-        return await decide(draft_id, "approve", request, credentials)
+        return await api.decide(draft_id, "approve", request, credentials)
 
     @router.post(
         "/{draft_id}/reject",
         summary="Reject with a reason (one rejection decides)",
-        openapi_extra=_body_schema(RejectBody),
+        openapi_extra=body_schema(RejectBody),
         responses=_ERRORS,
     )
     async def reject(
-        draft_id: uuid.UUID,
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        draft_id: uuid.UUID, request: Request, credentials: Credentials
     ) -> ApprovalView:
-        return await decide(draft_id, "reject", request, credentials)
+        return await api.decide(draft_id, "reject", request, credentials)
 
     return router
 
@@ -357,33 +165,135 @@ _ERRORS = error_responses(
 )
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": model is RejectBody,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+class _Approvals:
+    """What the routes do, over the ports the router was built with."""
 
+    def __init__(
+        self,
+        store: Callable[[], ApprovalStore],
+        policy: ApprovalPolicy,
+        authenticate: Callable[..., Awaitable[Principal]],
+        bus: EventBus,
+        clock: Callable[[], datetime],
+        inspector: Callable[[], ActionInspector | None],
+    ) -> None:
+        self._store = store
+        self._policy = policy
+        self._authenticate = authenticate
+        self._bus = bus
+        self._clock = clock
+        self._inspector = inspector
 
-class _InvalidBody(Exception):
-    def __init__(self, message: str, errors: list[dict[str, str]]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.errors = errors
+    async def staff(self, credentials: Credentials) -> Principal:
+        """The dependency of the read routes: a verified token of support staff."""
+        principal = await self._authenticate(credentials)
+        if not self._policy.is_approver(principal):
+            raise HTTPException(403, {"message": "the approval inbox is for support staff"})
+        return principal
 
+    async def listing(
+        self, caller: Principal, query: ApprovalQuery, *, actionable: bool
+    ) -> ApprovalList:
+        items = await self._views(await self._store().list(caller.tenant_id, query), caller)
+        if actionable:
+            items = [v for v in items if v.can_decide]
+        return ApprovalList(items=items, limit=query.limit, offset=query.offset)
 
-async def _body(request: Request, model: type[B]) -> B:
-    """Parse the body here rather than in FastAPI, so a bad one is audited like any refusal."""
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise _InvalidBody("the body is not JSON", []) from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+    async def one(self, caller: Principal, draft_id: uuid.UUID) -> ApprovalView:
+        approval = await self._store().get(caller.tenant_id, draft_id)
+        if approval is None:
+            raise HTTPException(404, {"message": "no such approval"})
+        (view,) = await self._views([approval], caller)
+        return view
+
+    async def decide(
+        self,
+        draft_id: uuid.UUID,
+        verdict: Verdict,
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None,
+    ) -> ApprovalView:
+        """Who signs, with which reason, then the decision; each refusal audited and a 4xx."""
+        principal = await self._signer(draft_id, verdict, credentials)
+        reason = await self._reason(draft_id, verdict, request, principal)
+        try:
+            transition = await decide(
+                self._store(), self._policy, principal, draft_id, verdict, reason, now=self._clock()
+            )
+        except DecisionError as exc:
+            status = http_status(exc.code)
+            request_id = exc.approval.request_id if exc.approval else NIL_REQUEST_ID
+            await self._denied(request_id, principal, draft_id, verdict, status, exc.code.value)
+            raise HTTPException(status, {"error": exc.code.value, "message": exc.message}) from None
+        (view,) = await self._views([transition.approval], principal)
+        return view
+
+    async def _signer(
+        self,
+        draft_id: uuid.UUID,
+        verdict: Verdict,
+        credentials: HTTPAuthorizationCredentials | None,
+    ) -> Principal:
+        try:
+            return await self._authenticate(credentials)
+        except HTTPException as exc:
+            await self._denied(NIL_REQUEST_ID, None, draft_id, verdict, 401, "unauthenticated")
+            raise exc from None
+
+    async def _reason(
+        self, draft_id: uuid.UUID, verdict: Verdict, request: Request, principal: Principal
+    ) -> str:
+        try:
+            if verdict == "approve":
+                return (await parse_body(request, ApproveBody)).reason
+            return (await parse_body(request, RejectBody)).reason
+        except InvalidBody as exc:
+            known = await self._store().get(principal.tenant_id, draft_id)
+            request_id = known.request_id if known else NIL_REQUEST_ID
+            await self._denied(request_id, principal, draft_id, verdict, 422, "invalid_request")
+            raise HTTPException(
+                422, {"error": "invalid_request", "message": exc.message, "errors": exc.errors}
+            ) from None
+
+    async def _views(self, approvals: list[Approval], caller: Principal) -> list[ApprovalView]:
+        """Each approval with the facts of its object, read in one go."""
+        now = self._clock()
+        found = self._inspector()
+        contexts: list[ActionContext | None] = (
+            list(await found.inspect([Subject.of(a) for a in approvals]))
+            if found is not None
+            else [None] * len(approvals)
+        )
+        return [
+            ApprovalView.of(a, caller, self._policy, now, c)
+            for a, c in zip(approvals, contexts, strict=True)
         ]
-        raise _InvalidBody("request validation failed", errors) from None
+
+    async def _denied(
+        self,
+        request_id: uuid.UUID,
+        caller: Principal | None,
+        draft_id: uuid.UUID,
+        verdict: Verdict,
+        status: int,
+        code: str,
+    ) -> None:
+        """Audit a refused decision (``caller`` None: no valid token); never fails the request."""
+        try:
+            await self._bus.audit(
+                request_id=request_id,
+                tenant_id=caller.tenant_id if caller else "unknown",
+                action="approval.denied",
+                actor=caller.user_id if caller else "unauthenticated",
+                subject_event_id=draft_id,
+                outcome=AuditOutcome.DENIED,
+                details={
+                    "draft_id": str(draft_id),
+                    "decision": verdict,
+                    "status": status,
+                    "code": code,
+                },
+                dedupe_key=str(uuid.uuid4()),  # every attempt is its own record
+            )
+        except Exception:
+            log.warning("could not audit a refused decision on %s", draft_id, exc_info=True)

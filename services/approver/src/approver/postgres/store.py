@@ -16,7 +16,14 @@ from shared.db import Pool
 from shared.principal import StaffLevel
 from shared.settings import KafkaSettings
 
-from ..domain import Approval, ApprovalStatus, DecisionError, Requirement, Transition
+from ..domain import (
+    Approval,
+    ApprovalStatus,
+    DecisionError,
+    RefusalCode,
+    Requirement,
+    Transition,
+)
 from ..service_layer.ports import ApprovalQuery, Decider, OutboxEvent, Planner, topic_of
 from ..testing.failpoints import Failpoints
 from .outbox import enqueue, trace_headers
@@ -104,7 +111,7 @@ class PostgresApprovalStore:
                 (tenant_id, draft_id),
             )
             if not locked:
-                raise DecisionError(404, "not_found", "no such approval")
+                raise DecisionError(RefusalCode.NOT_FOUND, "no such approval")
             transition = apply(locked[0])
             signoff = transition.signoff
             await conn.execute(

@@ -82,8 +82,8 @@ class ApprovalStore(Protocol):
     async def decide(self, tenant_id: str, draft_id: uuid.UUID, apply: Decider) -> Transition:
         """Lock the approval, apply the sign-off and commit it with its events, or nothing.
 
-        Raises :class:`~approver.domain.DecisionError` (404 when there is no such approval in
-        the tenant; whatever ``apply`` raises otherwise) and then changes nothing.
+        Raises :class:`~approver.domain.DecisionError` (``not_found`` when there is no such
+        approval in the tenant; whatever ``apply`` raises otherwise) and then changes nothing.
         """
         ...
 
