@@ -19,6 +19,10 @@ from approver.domain import (
     PolicySettings,
     RefusalCode,
     Requirement,
+    execution_events,
+    expired,
+    expiry_events,
+    finished,
     sign,
 )
 from approver.service_layer.decisions import decide
@@ -181,3 +185,23 @@ async def test_decide_refuses_with_a_code_and_changes_nothing(
         await decide(store, POLICY, staff("kim"), uuid.uuid4(), "reject", "no such", now=NOW)
     assert missing.value.code is RefusalCode.NOT_FOUND and missing.value.approval is None
     assert (dict(store.approvals), list(store.outbox)) == before
+
+
+def test_an_action_ends_executed_or_failed_with_one_decision(approval: Approval) -> None:
+    done = finished(approval, "RF-1", "issue_refund done")
+    assert done.status is ApprovalStatus.EXECUTED and done.execution is not None
+    assert (done.execution.status, done.execution.effect_id) == ("succeeded", "RF-1")
+    decided, audit = execution_events(done, trace_id=TRACE)
+    assert isinstance(decided, DraftDecided) and decided.decision is Decision.APPROVED
+    assert (audit.action, audit.trace_id) == ("approval.executed", TRACE)  # type: ignore[union-attr]
+    failed = finished(approval, None, "out_of_stock: no")
+    assert failed.status is ApprovalStatus.FAILED and "failed: out_of_stock" in failed.reason
+    assert execution_events(failed, trace_id=None)[1].outcome.value == "error"  # type: ignore[union-attr]
+
+
+def test_a_stale_approval_expires_with_one_decision(approval: Approval) -> None:
+    late = expired(approval, NOW)
+    assert (late.status, late.decided_at) == (ApprovalStatus.EXPIRED, NOW)
+    decided, audit = expiry_events(late, trace_id=None)
+    assert isinstance(decided, DraftDecided) and decided.decision is Decision.EXPIRED
+    assert audit.action == "approval.expired"  # type: ignore[union-attr]

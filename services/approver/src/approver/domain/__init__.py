@@ -18,6 +18,7 @@ from .approval import (
     sign,
 )
 from .objects import ActionContext, Subject
+from .outcomes import execution_events, expired, expiry_events, finished
 from .policy import ApprovalPolicy, PolicyDecision
 from .requirements import AmountBand, PolicySettings, Requirement, ToolRule
 
@@ -40,5 +41,9 @@ __all__ = [
     "audit_event",
     "check_signer",
     "decided_event",
+    "execution_events",
+    "expired",
+    "expiry_events",
+    "finished",
     "sign",
 ]
