@@ -16,7 +16,14 @@ PACKAGE = Path(approver.__file__).parent
 
 #: What each layer may import, by top-level name (``approver.x`` by its layer).
 ALLOWED = {
-    "domain": {"approver.domain", "shared.contracts", "shared.principal", "pydantic"},
+    # shared.settings only for NESTED_BLOCK, the config every nested settings block shares.
+    "domain": {
+        "approver.domain",
+        "shared.contracts",
+        "shared.principal",
+        "shared.settings",
+        "pydantic",
+    },
     "service_layer": {
         "approver.domain",
         "approver.service_layer",

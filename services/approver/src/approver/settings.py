@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, Field, model_validator
 
-from shared.settings import Environment, HttpSettings, ServiceSettings
+from shared.settings import NESTED_BLOCK, Environment, HttpSettings, ServiceSettings, service_config
 
 from .domain.requirements import PolicySettings
 
 __all__ = ["ApproverSettings", "ExecutorSettings", "RelaySettings"]
 
-_Frozen = ConfigDict(extra="forbid", frozen=True)
-
 
 class ExecutorSettings(BaseModel):
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     poll_interval_s: float = Field(default=1.0, gt=0, description="When no wake-up arrives.")
     max_attempts: int = Field(
@@ -30,7 +27,7 @@ class ExecutorSettings(BaseModel):
 
 
 class RelaySettings(BaseModel):
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     poll_interval_s: float = Field(default=1.0, gt=0, description="When no wake-up arrives.")
     batch_size: int = Field(default=100, ge=1, le=1000)
@@ -43,13 +40,7 @@ class RelaySettings(BaseModel):
 
 
 class ApproverSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="APPROVER_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-    )
+    model_config = service_config("APPROVER_")
 
     http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8004))
     group_id: str = "approver"

@@ -14,20 +14,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from shared.contracts import RiskLevel
 from shared.principal import StaffLevel
+from shared.settings import NESTED_BLOCK
 
 __all__ = ["AmountBand", "PolicySettings", "Requirement", "ToolRule"]
-
-_Frozen = ConfigDict(extra="forbid", frozen=True)
 
 
 class Requirement(BaseModel):
     """``count`` approvals, each by a different person of at least ``level``."""
 
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     level: StaffLevel = Field(description="Minimum staff level of each approver.")
     count: int = Field(default=1, ge=1, le=5, description="Distinct approvers needed.")
@@ -44,7 +43,7 @@ class Requirement(BaseModel):
 
 
 class AmountBand(BaseModel):
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     name: str = Field(description="Rule name recorded on the draft, the decision and the audit.")
     up_to_eur: Decimal | None = Field(
@@ -56,7 +55,7 @@ class AmountBand(BaseModel):
 class ToolRule(BaseModel):
     """Who approves one tool: a fixed requirement, or bands by cumulative amount."""
 
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     tool: str
     name: str = Field(default="", description="Rule name when the requirement is fixed.")
@@ -106,7 +105,7 @@ _DEFAULT_RULES = (
 
 
 class PolicySettings(BaseModel):
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     rules: tuple[ToolRule, ...] = _DEFAULT_RULES
     by_risk: dict[RiskLevel, Requirement] = Field(
