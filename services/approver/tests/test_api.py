@@ -17,11 +17,11 @@ import pytest
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 
 from approver.app import build_service
-from approver.domain import ApprovalStatus
-from approver.fakes import InMemoryApprovalStore
-from approver.handlers import IntakePorts, handle_draft
-from approver.policy import ApprovalPolicy
-from approver.settings import ApproverSettings, PolicySettings
+from approver.domain import ApprovalPolicy, ApprovalStatus, PolicySettings, RefusalCode
+from approver.entrypoints.api import http_status
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.settings import ApproverSettings
+from approver.testing.fakes import InMemoryApprovalStore
 from shared.contracts import DraftProduced
 from shared.settings import KafkaSettings
 from shared.tools import default_registry
@@ -157,6 +157,14 @@ async def test_refusals_are_audited_and_change_nothing(
         "denied",
         status,
     )
+
+
+def test_every_refusal_code_answers_a_4xx() -> None:
+    statuses = {code: http_status(code) for code in RefusalCode}
+    assert all(400 <= s < 500 for s in statuses.values()), statuses
+    assert statuses[RefusalCode.NOT_FOUND] == 404
+    assert statuses[RefusalCode.SELF_APPROVAL] == 403
+    assert statuses[RefusalCode.ALREADY_SIGNED] == 409
 
 
 async def test_unknown_draft_is_404(api: Api, bearer: Callable[..., dict[str, str]]) -> None:

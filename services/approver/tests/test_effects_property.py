@@ -11,7 +11,7 @@ executor (several executors at once, on one pool, so row locks really contend):
 - approvals (signed until the policy is met) and rejections;
 - bursts of 1 to 4 concurrent executors.
 
-After every sequence, for every order and every approval (``approver.reconcile``):
+After every sequence, for every order and every approval (``approver.postgres.reconcile``):
 - the refunds issued on an order never add up to more than its total, each in its currency,
   and none on an order that cannot be refunded;
 - no effect lands on an object the requester does not own (customers) or outside the tenant;
@@ -34,15 +34,15 @@ from hypothesis import HealthCheck, Phase, event, example, given, settings, targ
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from approver.domain import DecisionError, sign
-from approver.executor import Executor
-from approver.failpoints import Failpoints
-from approver.handlers import IntakePorts, handle_draft
-from approver.objects import PostgresActionInspector
-from approver.policy import ApprovalPolicy
-from approver.reconcile import effect_violations
-from approver.repository import PostgresApprovalStore
-from approver.settings import ExecutorSettings, PolicySettings
+from approver.domain import ApprovalPolicy, DecisionError, PolicySettings
+from approver.postgres.executor import Executor
+from approver.postgres.inspector import PostgresActionInspector
+from approver.postgres.reconcile import effect_violations
+from approver.postgres.store import PostgresApprovalStore
+from approver.service_layer.decisions import decide
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.settings import ExecutorSettings
+from approver.testing.failpoints import Failpoints
 from shared.contracts import ChatRequested, DraftKind, DraftProduced, ProposedAction
 from shared.db import Pool, open_pool
 from shared.principal import Principal, StaffLevel
@@ -261,17 +261,14 @@ async def _decide(
     for base in APPROVERS:
         approver = base.model_copy(update={"tenant_id": tenant})
         try:
-            transition = await store.decide(
-                tenant,
+            transition = await decide(
+                store,
+                POLICY,
+                approver,
                 draft.event_id,
-                lambda a, p=approver: sign(
-                    a,
-                    p,
-                    "approve" if approve else "reject",
-                    "checked" if approve else "not justified",
-                    policy=POLICY,
-                    now=utcnow(),
-                ),
+                "approve" if approve else "reject",
+                "checked" if approve else "not justified",
+                now=utcnow(),
             )
         except DecisionError:
             continue  # too junior, already decided, already signed: try the next one

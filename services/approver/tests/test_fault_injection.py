@@ -34,12 +34,11 @@ import pytest
 from faststream.kafka import KafkaBroker
 from psycopg import conninfo
 
-from approver.domain import sign
-from approver.failpoints import Failpoints
-from approver.handlers import IntakePorts, handle_draft
-from approver.policy import ApprovalPolicy
-from approver.repository import PostgresApprovalStore
-from approver.settings import PolicySettings
+from approver.domain import ApprovalPolicy, PolicySettings
+from approver.postgres.store import PostgresApprovalStore
+from approver.service_layer.decisions import decide
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.testing.failpoints import Failpoints
 from devstack import postgres
 from devstack.ports import free_port
 from devstack.pytest_plugin import LOCAL_ENV, TopicProbe
@@ -167,11 +166,7 @@ async def _approve(store: PostgresApprovalStore, drafts: list[DraftProduced]) ->
     now = utcnow()
     for d in drafts:
         who = MO if d.action and d.action.tool == "reset_password" else KIM
-        await store.decide(
-            "harborpine",
-            d.event_id,
-            lambda a, who=who: sign(a, who, "approve", "fault test", policy=POLICY, now=now),
-        )
+        await decide(store, POLICY, who, d.event_id, "approve", "fault test", now=now)
 
 
 def _make_drafts(make_draft: DraftFactory, n: int) -> list[DraftProduced]:
@@ -208,11 +203,7 @@ async def test_sigkill_at_every_step_loses_and_repeats_nothing(
         await handle_draft(d, intake)
     now = utcnow()
     for d in rejected:
-        await store.decide(
-            "harborpine",
-            d.event_id,
-            lambda a: sign(a, MO, "reject", "not in policy", policy=POLICY, now=now),
-        )
+        await decide(store, POLICY, MO, d.event_id, "reject", "not in policy", now=now)
     approved: list[DraftProduced] = []
 
     async def keep_work_available() -> None:

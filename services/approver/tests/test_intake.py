@@ -7,11 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from approver.domain import ApprovalStatus
-from approver.fakes import InMemoryApprovalStore
-from approver.handlers import IntakePorts, handle_draft
-from approver.policy import ApprovalPolicy
-from approver.settings import PolicySettings
+from approver.domain import ApprovalPolicy, ApprovalStatus, PolicySettings
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.testing.fakes import InMemoryApprovalStore
 from shared.contracts import AuditRecorded, Decision, DraftDecided, DraftKind, RiskLevel
 from shared.principal import StaffLevel
 from shared.tools import default_registry

@@ -7,8 +7,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from approver.policy import ApprovalPolicy
-from approver.settings import AmountBand, PolicySettings, Requirement, ToolRule
+from approver.domain import AmountBand, ApprovalPolicy, PolicySettings, Requirement, ToolRule
 from shared.contracts import RiskLevel
 from shared.principal import Principal, StaffLevel
 

@@ -11,14 +11,19 @@ from typing import Any
 import psycopg
 import pytest
 
-from approver.domain import ApprovalStatus, DecisionError, sign
-from approver.failpoints import Failpoints
-from approver.fakes import InMemoryApprovalStore
-from approver.handlers import IntakePorts, handle_draft
-from approver.policy import ApprovalPolicy
-from approver.repository import PostgresApprovalStore
-from approver.settings import PolicySettings
-from approver.store import ApprovalQuery, ApprovalStore
+from approver.domain import (
+    ApprovalPolicy,
+    ApprovalStatus,
+    DecisionError,
+    PolicySettings,
+    RefusalCode,
+    sign,
+)
+from approver.postgres.store import PostgresApprovalStore
+from approver.service_layer.intake import IntakePorts, handle_draft
+from approver.service_layer.ports import ApprovalQuery, ApprovalStore
+from approver.testing.failpoints import Failpoints
+from approver.testing.fakes import InMemoryApprovalStore
 from shared.contracts import DraftProduced, utcnow
 from shared.db import open_pool
 from shared.principal import Principal
@@ -92,7 +97,13 @@ class StoreContract:
                 tenant,
                 draft.event_id,
                 lambda a, who=who: sign(
-                    a, staff(who, tenant=tenant), "approve", "ok", policy=POLICY, now=now
+                    a,
+                    staff(who, tenant=tenant),
+                    "approve",
+                    "ok",
+                    policy=POLICY,
+                    now=now,
+                    trace_id=None,
                 ),
             )
         got = await store.get(tenant, draft.event_id)
@@ -118,13 +129,13 @@ class StoreContract:
         before = await store.get(tenant, draft.event_id)
 
         def refuse(_: Any) -> Any:
-            raise DecisionError(403, "insufficient_level", "no")
+            raise DecisionError(RefusalCode.INSUFFICIENT_LEVEL, "no")
 
         with pytest.raises(DecisionError):
             await store.decide(tenant, draft.event_id, refuse)
         with pytest.raises(DecisionError) as missing:
             await store.decide(tenant, uuid.uuid4(), refuse)
-        assert missing.value.status == 404
+        assert missing.value.code is RefusalCode.NOT_FOUND
         assert await store.get(tenant, draft.event_id) == before
         assert await self.enqueued(store, draft.request_id) == ["approval.pending"]
 

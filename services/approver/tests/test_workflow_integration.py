@@ -16,10 +16,10 @@ from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
 from approver.app import build_service
-from approver.failpoints import Failpoints
-from approver.relay import OutboxRelay
-from approver.repository import enqueue_all
+from approver.postgres.relay import OutboxRelay
+from approver.postgres.store import enqueue_all
 from approver.settings import ApproverSettings, RelaySettings
+from approver.testing.failpoints import Failpoints
 from devstack.pytest_plugin import TopicProbe
 from devstack.seed import seed_demo_data
 from shared.contracts import AuditRecorded, DraftProduced, RiskLevel, Topic, utcnow

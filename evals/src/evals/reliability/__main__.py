@@ -17,7 +17,7 @@ phase, while nothing but supervisord restarts what dies:
 
 then every request is followed until it ends, and the invariants are checked: no request
 without an end, effects exactly once and only within ownership and invariants
-(``approver.reconcile``), the audit log intact and complete (``auditor verify``), every
+(``approver.postgres.reconcile``), the audit log intact and complete (``auditor verify``), every
 poison message dead-lettered with its reason (``platform-dlq``), no L2-only document
 retrieved or cited for an L1. Exit 1 if any fails. Bounded: about 12 minutes with the
 defaults; loopback only; the stack is removed at the end.

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from approver.reconcile import effect_violations
+from approver.postgres.reconcile import effect_violations
 
 __all__ = [
     "audit_verify",
@@ -68,7 +68,7 @@ async def backlog_drained(dsn: str, *, older_than_s: float = 5.0) -> bool:
 
 
 async def effects(dsn: str) -> dict[str, Any]:
-    """Effects against approvals (``approver.reconcile``), and how many there were."""
+    """Effects against approvals (``approver.postgres.reconcile``), and how many there were."""
     async with await psycopg.AsyncConnection.connect(dsn, row_factory=dict_row) as conn:
         problems = await effect_violations(conn)
         cur = await conn.execute(

@@ -15,16 +15,16 @@ from shared.contracts import DraftProduced, Topic, utcnow
 from shared.service import Service
 from shared.tools import ToolRegistry, default_registry
 
-from .api import build_router
-from .background import Background
-from .failpoints import Failpoints
-from .handlers import IntakePorts, handle_draft
-from .inbox import inbox_router
-from .objects import ActionInspector, PostgresActionInspector
-from .policy import ApprovalPolicy
-from .repository import PostgresApprovalStore
+from .domain import ApprovalPolicy
+from .entrypoints.api import build_router
+from .entrypoints.background import Background
+from .entrypoints.inbox import inbox_router
+from .postgres.inspector import PostgresActionInspector
+from .postgres.store import PostgresApprovalStore
+from .service_layer.intake import IntakePorts, handle_draft
+from .service_layer.ports import ActionInspector, ApprovalStore
 from .settings import ApproverSettings
-from .store import ApprovalStore
+from .testing.failpoints import Failpoints
 
 __all__ = ["build", "build_service"]
 

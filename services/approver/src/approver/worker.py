@@ -13,9 +13,9 @@ from shared.db import open_pool
 from shared.telemetry import setup
 from shared.tools import default_registry
 
-from .background import Background
-from .failpoints import Failpoints
+from .entrypoints.background import Background
 from .settings import ApproverSettings
+from .testing.failpoints import Failpoints
 
 
 async def run(settings: ApproverSettings) -> None:

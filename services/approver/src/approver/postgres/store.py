@@ -16,11 +16,17 @@ from shared.db import Pool
 from shared.principal import StaffLevel
 from shared.settings import KafkaSettings
 
-from .domain import Approval, ApprovalStatus, DecisionError, Transition
-from .failpoints import Failpoints
+from ..domain import (
+    Approval,
+    ApprovalStatus,
+    DecisionError,
+    RefusalCode,
+    Requirement,
+    Transition,
+)
+from ..service_layer.ports import ApprovalQuery, Decider, OutboxEvent, Planner, topic_of
+from ..testing.failpoints import Failpoints
 from .outbox import enqueue, trace_headers
-from .settings import Requirement
-from .store import ApprovalQuery, Decider, OutboxEvent, Planner, topic_of
 
 __all__ = [
     "EXECUTOR_CHANNEL",
@@ -105,7 +111,7 @@ class PostgresApprovalStore:
                 (tenant_id, draft_id),
             )
             if not locked:
-                raise DecisionError(404, "not_found", "no such approval")
+                raise DecisionError(RefusalCode.NOT_FOUND, "no such approval")
             transition = apply(locked[0])
             signoff = transition.signoff
             await conn.execute(

@@ -3,7 +3,7 @@
 Each rule is a query over the approvals and the tools' system of record; a violation is a
 sentence naming the approval or order. Nothing here changes anything. Used by the property
 test (random concurrent workflows), by ``make reliability`` after its faults, and by an
-operator (``python -m approver.reconcile``) after an incident:
+operator (``python -m approver.postgres.reconcile``) after an incident:
 
 - every approved action ended: nothing stays ``approved`` (``--settle`` waits for that);
 - an ``executed`` action has exactly one effect under its idempotency key, in its tenant,
@@ -128,5 +128,5 @@ async def _main(tenant: str | None) -> int:
 
 
 if __name__ == "__main__":
-    # python -m approver.reconcile [tenant]   (DATABASE_URL); exit 1 on any violation
+    # python -m approver.postgres.reconcile [tenant]   (DATABASE_URL); exit 1 on any violation
     sys.exit(asyncio.run(_main(sys.argv[1] if len(sys.argv) > 1 else None)))

@@ -2,7 +2,7 @@
 
 :func:`enqueue` inserts the serialised event, its Kafka key, headers and destination topic
 into ``approvals.outbox`` on the caller's connection, so the event exists if and only if the
-change commits. The relay (``approver.relay``) publishes the rows afterwards.
+change commits. The relay (``approver.postgres.relay``) publishes the rows afterwards.
 """
 
 from __future__ import annotations

@@ -38,9 +38,9 @@ from opentelemetry import propagate, trace
 from shared.db import Pool
 from shared.settings import KafkaSettings
 
-from .failpoints import Failpoints
+from ..settings import RelaySettings
+from ..testing.failpoints import Failpoints
 from .outbox import CHANNEL
-from .settings import RelaySettings
 
 __all__ = ["OutboxRelay"]
 

@@ -1,7 +1,8 @@
-"""The port through which intake and the HTTP API keep approvals: :class:`ApprovalStore`.
+"""The ports the service layer works through.
 
-Two adapters pass the same contract tests (``tests/test_store_contract.py``): PostgreSQL
-(``approver.repository``) and an in-memory fake for unit tests (``tests/fakes.py``).
+:class:`ApprovalStore` keeps approvals for intake and decisions. Two adapters pass the same
+contract tests (``tests/test_store_contract.py``): PostgreSQL (``approver.postgres.store``)
+and an in-memory fake for unit tests (``approver.testing.fakes``).
 Every method that changes an approval enqueues the events announcing the change in the same
 transaction (the outbox), so a change is never committed without its events or vice versa.
 """
@@ -16,9 +17,18 @@ from typing import Protocol, TypeAlias
 
 from shared.contracts import AuditRecorded, DraftDecided, DraftProduced, Topic
 
-from .domain import Approval, ApprovalStatus, Transition
+from ..domain import ActionContext, Approval, ApprovalStatus, Subject, Transition
 
-__all__ = ["Admission", "ApprovalQuery", "ApprovalStore", "OutboxEvent", "topic_of"]
+__all__ = [
+    "ActionInspector",
+    "Admission",
+    "ApprovalQuery",
+    "ApprovalStore",
+    "Decider",
+    "OutboxEvent",
+    "Planner",
+    "topic_of",
+]
 
 OutboxEvent: TypeAlias = AuditRecorded | DraftDecided
 
@@ -72,7 +82,15 @@ class ApprovalStore(Protocol):
     async def decide(self, tenant_id: str, draft_id: uuid.UUID, apply: Decider) -> Transition:
         """Lock the approval, apply the sign-off and commit it with its events, or nothing.
 
-        Raises :class:`~approver.domain.DecisionError` (404 when there is no such approval in
-        the tenant; whatever ``apply`` raises otherwise) and then changes nothing.
+        Raises :class:`~approver.domain.DecisionError` (``not_found`` when there is no such
+        approval in the tenant; whatever ``apply`` raises otherwise) and then changes nothing.
         """
+        ...
+
+
+class ActionInspector(Protocol):
+    """Reads the object behind each action (:mod:`approver.postgres.inspector`)."""
+
+    async def inspect(self, subjects: Sequence[Subject]) -> list[ActionContext]:
+        """The context of each subject, in order (one connection for the lot)."""
         ...

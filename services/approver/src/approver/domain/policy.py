@@ -1,8 +1,8 @@
 """The approval policy: how many approvals, at which staff level, an action needs.
 
-Pure functions over :class:`~approver.settings.PolicySettings`. The requirement is fixed when
-the draft arrives and stored with it, so the people deciding and the audit see the rule that
-applied, even if the configuration changes later.
+Pure functions over :class:`~approver.domain.requirements.PolicySettings`. The requirement is
+fixed when the draft arrives and stored with it, so the people deciding and the audit see the
+rule that applied, even if the configuration changes later.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from shared.contracts import RiskLevel
 from shared.principal import Principal, StaffLevel
 
-from .settings import PolicySettings, Requirement, ToolRule
+from .requirements import PolicySettings, Requirement, ToolRule
 
 __all__ = ["ApprovalPolicy", "PolicyDecision"]
 

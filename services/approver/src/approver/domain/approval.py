@@ -2,7 +2,7 @@
 
 A draft of a write action becomes an :class:`Approval`. People sign it off through the API;
 :func:`sign` says whether a sign-off is allowed and what it changes. The executor then runs
-the approved action (``approver.executor``); the sweeper expires stale ones.
+the approved action (``approver.postgres.executor``); the sweeper expires stale ones.
 
 States::
 
@@ -33,17 +33,18 @@ from shared.contracts import (
     derive_event_id,
 )
 from shared.principal import Principal
-from shared.telemetry import current_trace_id
 
 from .policy import ApprovalPolicy
-from .settings import Requirement
+from .requirements import Requirement
 
 __all__ = [
     "SERVICE",
     "Approval",
     "ApprovalStatus",
     "DecisionError",
+    "RefusalCode",
     "Transition",
+    "Verdict",
     "audit_event",
     "check_signer",
     "decided_event",
@@ -105,14 +106,26 @@ class Approval:
         return any(s.approver_id == user_id for s in self.signoffs)
 
 
-class DecisionError(Exception):
-    """A sign-off that is refused; ``status`` is the HTTP status, ``code`` a stable name."""
+class RefusalCode(StrEnum):
+    """Why a sign-off is refused, as a stable name (an entry point maps it to its protocol)."""
 
-    def __init__(
-        self, status: int, code: str, message: str, approval: Approval | None = None
-    ) -> None:
+    #: No such approval in the signer's tenant (another tenant's id is no oracle).
+    NOT_FOUND = "not_found"
+    #: Who may decide: not staff with an approver role; their own request; level too low.
+    NOT_AN_APPROVER = "not_an_approver"
+    SELF_APPROVAL = "self_approval"
+    INSUFFICIENT_LEVEL = "insufficient_level"
+    #: Whether it can still be decided: decided already; past its expiry; signed by them.
+    ALREADY_DECIDED = "already_decided"
+    EXPIRED = "expired"
+    ALREADY_SIGNED = "already_signed"
+
+
+class DecisionError(Exception):
+    """A sign-off that is refused: ``code`` says why, ``message`` says it to a person."""
+
+    def __init__(self, code: RefusalCode, message: str, approval: Approval | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
         #: The approval refused on, when there is one (its request id goes in the audit).
@@ -140,8 +153,12 @@ def sign(
     *,
     policy: ApprovalPolicy,
     now: datetime,
+    trace_id: str | None,
 ) -> Transition:
-    """Check that ``principal`` may decide ``verdict`` on ``approval`` now, and apply it."""
+    """Check that ``principal`` may decide ``verdict`` on ``approval`` now, and apply it.
+
+    ``trace_id`` is the decision's trace, recorded on its audit steps.
+    """
     refuse = check_signer(approval, principal, policy=policy, now=now)
     if refuse is not None:
         raise refuse
@@ -158,6 +175,7 @@ def sign(
             after,
             "approval.signed",
             actor=principal.user_id,
+            trace_id=trace_id,
             anchor=f"{approval.draft_id}:{principal.user_id}",
             details={
                 "decision": verdict,
@@ -172,7 +190,7 @@ def sign(
         after = replace(after, status=ApprovalStatus.REJECTED, decided_at=now, reason=reason)
         events += [
             decided_event(after, Decision.REJECTED, f"Rejected by {principal.user_id}: {reason}"),
-            audit_event(after, "approval.rejected", actor=principal.user_id),
+            audit_event(after, "approval.rejected", actor=principal.user_id, trace_id=trace_id),
         ]
     elif after.remaining == 0:
         who = ", ".join(s.approver_id for s in after.approvals)
@@ -182,7 +200,9 @@ def sign(
             decided_at=now,
             reason=f"Approved under {after.policy} by {who}.",
         )
-        events.append(audit_event(after, "approval.approved", actor=principal.user_id))
+        events.append(
+            audit_event(after, "approval.approved", actor=principal.user_id, trace_id=trace_id)
+        )
     return Transition(after, signoff, tuple(events))
 
 
@@ -191,31 +211,30 @@ def check_signer(
 ) -> DecisionError | None:
     """Why ``principal`` may not sign ``approval`` now, or None if they may.
 
-    Who may decide comes first (403), then whether the draft can still be decided (409).
+    Who may decide comes first, then whether the draft can still be decided.
     """
 
-    def refuse(status: int, code: str, message: str) -> DecisionError:
-        return DecisionError(status, code, message, approval)
+    def refuse(code: RefusalCode, message: str) -> DecisionError:
+        return DecisionError(code, message, approval)
 
     if principal.tenant_id != approval.tenant_id:
-        return DecisionError(404, "not_found", "no such approval")
+        return DecisionError(RefusalCode.NOT_FOUND, "no such approval")
     if not policy.is_approver(principal):
-        return refuse(403, "not_an_approver", "only support staff can decide approvals")
+        return refuse(RefusalCode.NOT_AN_APPROVER, "only support staff can decide approvals")
     if principal.user_id == approval.requester_id:
-        return refuse(403, "self_approval", "nobody can decide on their own request")
+        return refuse(RefusalCode.SELF_APPROVAL, "nobody can decide on their own request")
     if not principal.level.at_least(approval.requires.level):
         return refuse(
-            403,
-            "insufficient_level",
+            RefusalCode.INSUFFICIENT_LEVEL,
             f"this approval needs staff level {approval.requires.level.value};"
             f" you are {principal.level.value}",
         )
     if approval.status is not ApprovalStatus.PENDING:
-        return refuse(409, "already_decided", f"this approval is {approval.status.value}")
+        return refuse(RefusalCode.ALREADY_DECIDED, f"this approval is {approval.status.value}")
     if now >= approval.expires_at:
-        return refuse(409, "expired", "this approval has expired")
+        return refuse(RefusalCode.EXPIRED, "this approval has expired")
     if approval.signed_by(principal.user_id):
-        return refuse(409, "already_signed", "you have already signed this approval")
+        return refuse(RefusalCode.ALREADY_SIGNED, "you have already signed this approval")
     return None
 
 
@@ -239,11 +258,16 @@ def audit_event(
     action: str,
     *,
     actor: str,
+    trace_id: str | None,
     anchor: str | None = None,
     outcome: AuditOutcome = AuditOutcome.OK,
     details: dict[str, Any] | None = None,
 ) -> AuditRecorded:
-    """An audit step about ``approval``; the same step always gets the same id."""
+    """An audit step about ``approval``; the same step always gets the same id.
+
+    ``trace_id`` is the trace the step happened in (``shared.telemetry.current_trace_id()``
+    at the caller), or None outside any.
+    """
     facts: dict[str, Any] = {
         "draft_id": str(approval.draft_id),
         "tool": approval.tool,
@@ -267,6 +291,6 @@ def audit_event(
         outcome=outcome,
         actor=actor,
         subject_event_id=approval.draft_id,
-        trace_id=current_trace_id(),
+        trace_id=trace_id,
         details=facts,
     )

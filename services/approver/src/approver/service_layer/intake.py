@@ -4,8 +4,8 @@ Answers and refusals change nothing and are released by policy. A proposed actio
 pending approval with the requirement the policy sets, unless it is invalid, which is rejected
 at once: an unknown tool, arguments that fail its schema, a read tool; an object the requester
 may not act on or whose state forbids the effect (someone else's order, a refund above what is
-left or in another currency: :mod:`approver.objects`); or a request already past the saga's
-answer deadline, whose caller has been told it timed out, so nothing may happen for it now.
+left or in another currency: :mod:`approver.postgres.inspector`); or a request already past the
+saga's answer deadline, whose caller has been told it timed out, so nothing may happen for it.
 Either way the decision's events are enqueued in the transaction that records the draft, so a
 redelivered draft finds it recorded and changes nothing.
 """
@@ -31,10 +31,17 @@ from shared.contracts import (
 from shared.telemetry import current_trace_id
 from shared.tools import ToolError, ToolRegistry
 
-from .domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
-from .objects import ActionInspector, Subject
-from .policy import ApprovalPolicy, PolicyDecision
-from .store import Admission, ApprovalStore
+from ..domain import (
+    SERVICE,
+    Approval,
+    ApprovalPolicy,
+    ApprovalStatus,
+    PolicyDecision,
+    Subject,
+    audit_event,
+    decided_event,
+)
+from .ports import ActionInspector, Admission, ApprovalStore
 
 __all__ = ["AUTO_POLICY", "INVALID_POLICY", "IntakePorts", "handle_draft"]
 
@@ -61,6 +68,8 @@ async def handle_draft(draft: DraftProduced, ports: IntakePorts) -> None:
         await _release_answer(draft, ports)
         return
     action = draft.action
+    # The consumer's span: the intake's audit steps belong to the saga's trace.
+    trace_id = current_trace_id()
     problem, risk = _check_action(draft, ports.registry)
     if problem is None:
         problem = await _check_object(draft, ports) or _check_deadline(draft, ports)
@@ -72,9 +81,9 @@ async def handle_draft(draft: DraftProduced, ports: IntakePorts) -> None:
             action.tool, risk, action.arguments, earlier_eur=earlier
         )
         return (
-            _invalid(draft, decision, problem, ports)
+            _invalid(draft, decision, problem, ports, trace_id)
             if problem
-            else _pending(draft, decision, risk, ports)
+            else _pending(draft, decision, risk, ports, trace_id)
         )
 
     await ports.store.admit(draft, order_key, plan)
@@ -149,7 +158,11 @@ def _approval(
 
 
 def _pending(
-    draft: DraftProduced, decision: PolicyDecision, risk: RiskLevel, ports: IntakePorts
+    draft: DraftProduced,
+    decision: PolicyDecision,
+    risk: RiskLevel,
+    ports: IntakePorts,
+    trace_id: str | None,
 ) -> Admission:
     approval = _approval(draft, decision, risk, ports)
     details: dict[str, object] = {"expires_at": approval.expires_at.isoformat()}
@@ -161,6 +174,7 @@ def _pending(
         approval,
         "approval.pending",
         actor=approval.requester_id,
+        trace_id=trace_id,
         outcome=AuditOutcome.PENDING,
         details=details,
     )
@@ -168,7 +182,11 @@ def _pending(
 
 
 def _invalid(
-    draft: DraftProduced, decision: PolicyDecision, problem: str, ports: IntakePorts
+    draft: DraftProduced,
+    decision: PolicyDecision,
+    problem: str,
+    ports: IntakePorts,
+    trace_id: str | None,
 ) -> Admission:
     assert draft.action is not None
     approval = _approval(draft, decision, draft.action.risk, ports)
@@ -183,7 +201,13 @@ def _invalid(
         approval,
         (
             decided_event(approval, Decision.REJECTED, approval.reason),
-            audit_event(approval, "approval.rejected", actor=SERVICE, outcome=AuditOutcome.DENIED),
+            audit_event(
+                approval,
+                "approval.rejected",
+                actor=SERVICE,
+                trace_id=trace_id,
+                outcome=AuditOutcome.DENIED,
+            ),
         ),
     )
 

@@ -1,4 +1,4 @@
-"""What an action touches, as the people deciding on it must see it; and whether it may run.
+"""What an action touches, read from the tools' records; and whether it may run.
 
 For every approval the inbox and the API show the business object behind the action: an
 order's owner, total, currency and state, what was already refunded on it and what other
@@ -15,13 +15,11 @@ can be a moment old, never a different rule.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from psycopg import AsyncConnection
-from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db import Pool
 from shared.principal import Principal
@@ -29,64 +27,9 @@ from shared.tools import ToolContext, ToolError, ToolRegistry
 from shared.tools.guards import AccountFacts, OrderFacts
 from shared.tools.postgres import account_facts, order_facts
 
-from .domain import Approval
+from ..domain import ActionContext, Subject
 
-__all__ = ["ActionContext", "ActionInspector", "PostgresActionInspector", "Subject"]
-
-
-class Subject(BaseModel):
-    """An action about to be decided: who asks for which tool with which arguments."""
-
-    model_config = ConfigDict(frozen=True)
-
-    draft_id: uuid.UUID | None = None
-    principal: Principal
-    tool: str
-    arguments: dict[str, Any]
-
-    @classmethod
-    def of(cls, approval: Approval) -> Subject:
-        return cls(
-            draft_id=approval.draft_id,
-            principal=approval.draft.request.principal,
-            tool=approval.tool,
-            arguments=approval.arguments,
-        )
-
-
-class ActionContext(BaseModel):
-    """The object behind an action, and whether the action could run on it now."""
-
-    model_config = ConfigDict(frozen=True)
-
-    object_type: Literal["order", "account"] | None = Field(
-        default=None, description="What the action touches (none for a plain ticket)."
-    )
-    object_id: str | None = None
-    owner_id: str | None = Field(default=None, description="The order's customer.")
-    owned_by_requester: bool | None = Field(
-        default=None, description="Whether the requester owns the object (orders, accounts)."
-    )
-    object_status: str | None = None
-    total: Decimal | None = Field(default=None, description="Order total, in its currency.")
-    currency: str | None = None
-    refunded: Decimal | None = Field(default=None, description="Refunds already issued.")
-    refundable: Decimal | None = Field(default=None, description="Total minus refunded.")
-    requested: Decimal | None = Field(
-        default=None,
-        description="Other standing (pending or approved) refund requests on the same order.",
-    )
-    requested_count: int = Field(default=0, description="How many such requests.")
-    problem: str | None = Field(
-        default=None, description="Why the executor would refuse this action now, if it would."
-    )
-    problem_code: str | None = Field(default=None, description="Stable code of the problem.")
-
-
-class ActionInspector(Protocol):
-    async def inspect(self, subjects: Sequence[Subject]) -> list[ActionContext]:
-        """The context of each subject, in order (one connection for the lot)."""
-        ...
+__all__ = ["PostgresActionInspector"]
 
 
 class PostgresActionInspector:

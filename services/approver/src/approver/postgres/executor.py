@@ -16,24 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import replace
 from typing import Any
 
 import psycopg
 from opentelemetry import context, propagate, trace
 
-from shared.contracts import AuditOutcome, Decision, ExecutionResult
 from shared.db import Pool
 from shared.messaging import is_transient
 from shared.settings import KafkaSettings
+from shared.telemetry import current_trace_id
 from shared.tools import ToolContext, ToolError, ToolRegistry
 from shared.tools.registry import TransientToolError
 
-from .domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
-from .failpoints import Failpoints
-from .repository import enqueue_all, lock_approvals, save_state
-from .settings import ExecutorSettings
-from .store import OutboxEvent
+from ..domain import Approval, execution_events, finished
+from ..settings import ExecutorSettings
+from ..testing.failpoints import Failpoints
+from .store import enqueue_all, lock_approvals, save_state
 
 __all__ = ["Executor"]
 
@@ -83,7 +81,12 @@ class Executor:
                     approval = claimed[0]
                     done = await self._execute(conn, approval)
                     await save_state(conn, done)
-                    await enqueue_all(conn, self._kafka, _announce(done), trace=done.trace)
+                    await enqueue_all(
+                        conn,
+                        self._kafka,
+                        execution_events(done, trace_id=current_trace_id()),
+                        trace=done.trace,
+                    )
                     self._failpoints.hit("execute.before_commit")
             except _RetryLater as retry:
                 await self._count_attempt(retry.approval, retry.cause)
@@ -121,7 +124,7 @@ class Executor:
                 except (TransientToolError, TimeoutError) as exc:
                     raise _RetryLater(approval, exc) from exc
                 except ToolError as exc:
-                    return _finished(approval, None, f"{exc.code}: {exc}")
+                    return finished(approval, None, f"{exc.code}: {exc}")
                 except Exception as exc:
                     if is_transient(exc):
                         raise
@@ -129,7 +132,7 @@ class Executor:
         finally:
             context.detach(token)
         again = "" if result.created else " (found done under the same key: not repeated)"
-        return _finished(approval, result.effect_id or "", f"{approval.tool} done{again}")
+        return finished(approval, result.effect_id or "", f"{approval.tool} done{again}")
 
     async def _count_attempt(self, approval: Approval, cause: BaseException) -> None:
         """Count a failed run; fail the action once it has used up its attempts."""
@@ -143,13 +146,18 @@ class Executor:
             row = await cur.fetchone()
             if row is None or row["execution_attempts"] < self._settings.max_attempts:
                 return
-            done = _finished(
+            done = finished(
                 approval,
                 None,
                 f"gave up after {row['execution_attempts']} attempts: {cause!r}"[:500],
             )
             await save_state(conn, done)
-            await enqueue_all(conn, self._kafka, _announce(done), trace=done.trace)
+            await enqueue_all(
+                conn,
+                self._kafka,
+                execution_events(done, trace_id=current_trace_id()),
+                trace=done.trace,
+            )
 
 
 class _RetryLater(Exception):
@@ -157,35 +165,3 @@ class _RetryLater(Exception):
         super().__init__(repr(cause))
         self.approval = approval
         self.cause = cause
-
-
-def _finished(approval: Approval, effect_id: str | None, detail: str) -> Approval:
-    """The approval once run: executed with ``effect_id``, or failed when it is None."""
-    succeeded = effect_id is not None
-    execution = ExecutionResult(
-        status="succeeded" if succeeded else "failed",
-        idempotency_key=approval.idempotency_key,
-        effect_id=effect_id or None,
-        detail=detail,
-    )
-    status = ApprovalStatus.EXECUTED if succeeded else ApprovalStatus.FAILED
-    return replace(
-        approval,
-        status=status,
-        execution=execution,
-        reason=f"{approval.reason} Execution {execution.status}: {detail}".strip(),
-    )
-
-
-def _announce(done: Approval) -> list[OutboxEvent]:
-    """The action's one DraftDecided (approved, with the execution) and its audit step."""
-    ok = done.status is ApprovalStatus.EXECUTED
-    return [
-        decided_event(done, Decision.APPROVED, done.reason),
-        audit_event(
-            done,
-            f"approval.{done.status.value}",
-            actor=SERVICE,
-            outcome=AuditOutcome.OK if ok else AuditOutcome.ERROR,
-        ),
-    ]

@@ -1,4 +1,4 @@
-"""An in-memory :class:`~approver.store.ApprovalStore` for unit tests.
+"""An in-memory :class:`~approver.service_layer.ports.ApprovalStore` for unit tests.
 
 It passes the same contract tests as the PostgreSQL store (``tests/test_store_contract.py``),
 so unit tests built on it see the behaviour production has.
@@ -14,9 +14,9 @@ from decimal import Decimal
 
 from shared.contracts import DraftProduced
 
-from .domain import Approval, ApprovalStatus, DecisionError, Transition
-from .outbox import trace_headers
-from .store import ApprovalQuery, Decider, OutboxEvent, Planner
+from ..domain import Approval, ApprovalStatus, DecisionError, RefusalCode, Transition
+from ..postgres.outbox import trace_headers
+from ..service_layer.ports import ApprovalQuery, Decider, OutboxEvent, Planner
 
 __all__ = ["InMemoryApprovalStore"]
 
@@ -70,7 +70,7 @@ class InMemoryApprovalStore:
         async with self._lock:
             current = await self.get(tenant_id, draft_id)
             if current is None:
-                raise DecisionError(404, "not_found", "no such approval")
+                raise DecisionError(RefusalCode.NOT_FOUND, "no such approval")
             transition = apply(current)
             if any(s.approver_id == transition.signoff.approver_id for s in current.signoffs):
                 # The primary key of approvals.signoffs: one sign-off per person and draft.

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 __all__ = ["inbox_router"]
 
-_WEB = files("approver") / "web"
+_WEB = files("approver.entrypoints") / "web"
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"

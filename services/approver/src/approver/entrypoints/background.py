@@ -13,13 +13,13 @@ from datetime import timedelta
 from shared.db import Pool
 from shared.tools import ToolRegistry
 
-from .executor import Executor
-from .failpoints import Failpoints
-from .relay import OutboxRelay
-from .repository import EXECUTOR_CHANNEL
-from .settings import ApproverSettings
-from .sweeper import Sweeper
-from .wakeup import Listener
+from ..postgres.executor import Executor
+from ..postgres.relay import OutboxRelay
+from ..postgres.store import EXECUTOR_CHANNEL
+from ..postgres.sweeper import Sweeper
+from ..postgres.wakeup import Listener
+from ..settings import ApproverSettings
+from ..testing.failpoints import Failpoints
 
 __all__ = ["Background"]
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from datetime import datetime, timedelta
 
-from shared.contracts import Decision, utcnow
+from shared.contracts import utcnow
 from shared.db import Pool
 from shared.settings import KafkaSettings
+from shared.telemetry import current_trace_id
 
-from .domain import SERVICE, ApprovalStatus, audit_event, decided_event
-from .failpoints import Failpoints
-from .repository import enqueue_all, lock_approvals, save_state
+from ..domain import expired, expiry_events
+from ..testing.failpoints import Failpoints
+from .store import enqueue_all, lock_approvals, save_state
 
 __all__ = ["Sweeper"]
 
@@ -65,22 +65,10 @@ class Sweeper:
                     limit=_BATCH,
                 )
                 for approval in due:
-                    expired = replace(
-                        approval,
-                        status=ApprovalStatus.EXPIRED,
-                        decided_at=now,
-                        reason=f"Not decided by {approval.expires_at.isoformat()}; expired.",
-                    )
-                    await save_state(conn, expired)
-                    await enqueue_all(
-                        conn,
-                        self._kafka,
-                        [
-                            decided_event(expired, Decision.EXPIRED, expired.reason),
-                            audit_event(expired, "approval.expired", actor=SERVICE),
-                        ],
-                        trace=expired.trace,
-                    )
+                    done = expired(approval, now)
+                    await save_state(conn, done)
+                    events = expiry_events(done, trace_id=current_trace_id())
+                    await enqueue_all(conn, self._kafka, events, trace=done.trace)
                 if due:
                     self._failpoints.hit("sweep.before_commit")
             total += len(due)
