@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import Pool, open_pool
 from shared.guardrails import redact as default_log_redact
+from shared.log_context import LogContextMiddleware
 from shared.messaging import EventBus, is_transient, make_broker
 from shared.settings import ServiceSettings
 from shared.telemetry import Redactor, Telemetry, setup
@@ -181,6 +182,8 @@ class Service:
 
         app = FastAPI(title=title or f"{self.name} service", lifespan=lifespan, **fastapi_kwargs)
         app.add_middleware(BodyLimitMiddleware, max_bytes=self.settings.http.max_body_bytes)
+        # Outermost: every line of a request, a refused body's included, carries its ids.
+        app.add_middleware(LogContextMiddleware, service=self.name)
         _install_error_handlers(app)
 
         @app.get(

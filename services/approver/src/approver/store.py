@@ -1,7 +1,7 @@
 """The port through which intake and the HTTP API keep approvals: :class:`ApprovalStore`.
 
 Two adapters pass the same contract tests (``tests/test_store_contract.py``): PostgreSQL
-(``approver.repository``) and an in-memory fake for unit tests (``tests/fakes.py``).
+(``approver.repository``) and an in-memory fake for unit tests (``approver.fakes``).
 Every method that changes an approval enqueues the events announcing the change in the same
 transaction (the outbox), so a change is never committed without its events or vice versa.
 """

@@ -32,6 +32,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
+from shared import log_context
 from shared.contracts import MAX_MESSAGE_CHARS, ChatRequested, Topic, derive_event_id
 from shared.http_api import NON_BLANK_NO_CONTROL_CHARACTERS, CleanText, error_responses
 from shared.messaging import EventBus, is_transient
@@ -220,6 +221,7 @@ def build_router(
                 + (" with the same Idempotency-Key" if keyed else "")
             ) from exc
         await repository().mark_published(request_id)
+        log.info("chat request accepted (attempt %d, %s)", admission.attempt, body.channel)
 
     async def _await_publisher(request_id: uuid.UUID) -> None:
         """Another caller is publishing this attempt: wait for its outcome, bounded."""
@@ -289,6 +291,8 @@ def build_router(
                 claim_s=claim_s,
             )
             request_id = admission.request_id
+            # From here on this HTTP request's lines (and its X-Request-ID) name the saga.
+            log_context.bind(request_id=request_id)
             span.set_attribute("request_id", str(request_id))
             span.set_attribute("attempt", admission.attempt)
             if admission.kind is AdmissionKind.FOREIGN:
@@ -326,6 +330,7 @@ def build_router(
         responses=error_responses(401, 404, 422, 503),
     )
     async def get_request(request_id: uuid.UUID, caller: Caller) -> dict[str, Any]:
+        log_context.bind(request_id=request_id)
         row = await _readable(request_id, caller)
         view = _view(row)
         view["timeline"] = [_step(r) for r in await repository().timeline(request_id)]
@@ -345,6 +350,7 @@ def build_router(
         },
     )
     async def stream_request(request_id: uuid.UUID, caller: Caller) -> EventSourceResponse:
+        log_context.bind(request_id=request_id)
         await _readable(request_id, caller)
 
         async def events() -> AsyncIterator[dict[str, str]]:
