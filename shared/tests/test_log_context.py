@@ -9,13 +9,14 @@ roots (``services/retriever/tests/test_log_lines.py``, the gateway's ``test_api.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 from faststream.kafka import TestKafkaBroker
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -89,8 +90,13 @@ def test_the_same_line_for_many_sagas_is_no_flood_but_repeats_within_one_are() -
 
 class Harness:
     def __init__(
-        self, service: Service, client: httpx.AsyncClient, spans: InMemorySpanExporter
+        self,
+        service: Service,
+        client: httpx.AsyncClient,
+        spans: InMemorySpanExporter,
+        app: FastAPI,
     ) -> None:
+        self.app = app
         self.service = service
         self.client = client
         self.spans = spans
@@ -127,6 +133,10 @@ async def harness() -> AsyncIterator[Harness]:
                 "span_id": format(ctx.span_id, "016x"),
             }
 
+    @router.get("/boom")
+    async def boom(caller: Principal = Depends(authenticate)) -> None:  # noqa: B008
+        raise RuntimeError(f"cannot reach {EMAIL}")
+
     async def on_request(event: ChatRequested) -> None:
         log.info("asked: %s", event.message)
 
@@ -138,7 +148,7 @@ async def harness() -> AsyncIterator[Harness]:
         service.running(),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client,
     ):
-        yield Harness(service, client, spans)
+        yield Harness(service, client, spans, app)
 
 
 async def test_a_line_inside_an_http_request_names_it_and_is_redacted(
@@ -175,6 +185,21 @@ async def test_the_callers_request_id_is_kept_when_it_is_a_uuid_and_replaced_oth
     first, second = harness.lines.saying("hello from")
     assert first["request_id"] == str(given)
     assert second["request_id"] == forged.headers["x-request-id"]
+
+
+async def test_the_500_line_names_the_request_and_the_answer_carries_its_id(
+    harness: Harness,
+) -> None:
+    # Starlette's 500 handler runs outside every other middleware, after the scope was left.
+    transport = httpx.ASGITransport(app=harness.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        response = await client.get("/boom", headers=harness.bearer("harborpine"))
+    assert response.status_code == 500
+    [line] = harness.lines.saying("unhandled error")
+    assert line["request_id"] == response.headers["x-request-id"]
+    assert line["tenant_id"] == "harborpine" and line["service"] == "svc"
+    assert "RuntimeError: cannot reach <EMAIL_ADDRESS>" in line["exc_info"]
+    assert EMAIL not in json.dumps(line)
 
 
 async def test_a_line_inside_a_handled_message_names_the_saga_and_is_redacted(

@@ -35,11 +35,15 @@ __all__ = [
     "LogContextMiddleware",
     "bind",
     "current",
+    "of_request",
+    "resumed",
     "scope",
 ]
 
 #: The HTTP header that carries a request id in (from a proxy or a client) and out.
 REQUEST_ID_HEADER = "x-request-id"
+
+_ASGI_KEY = "shared.log_context"
 
 #: Tenant ids from headers are untrusted text: only this shape reaches a log line.
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -74,6 +78,29 @@ def scope(
         yield context
     finally:
         _current.reset(token)
+
+
+@contextmanager
+def resumed(context: LogContext | None) -> Iterator[None]:
+    """Enter a scope again after it was left (None: stay where we are).
+
+    For an error handler that runs after the request's middleware has unwound: Starlette
+    calls the 500 handler from its outermost middleware, outside every other one.
+    """
+    if context is None:
+        yield
+        return
+    token = _current.set(context)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def of_request(asgi_scope: Scope) -> LogContext | None:
+    """The log scope :class:`LogContextMiddleware` opened for this ASGI request."""
+    found = asgi_scope.get(_ASGI_KEY)
+    return found if isinstance(found, LogContext) else None
 
 
 def bind(*, request_id: uuid.UUID | str | None = None, tenant_id: str | None = None) -> None:
@@ -160,6 +187,7 @@ class LogContextMiddleware:
         given = dict(scope_.get("headers") or []).get(REQUEST_ID_HEADER.encode())
         incoming = _request_id(given.decode("latin-1")) if given else None
         with scope(service=self.service, request_id=incoming or uuid.uuid4()) as context:
+            scope_[_ASGI_KEY] = context  # for the 500 handler, which runs outside this scope
 
             async def send_with_id(message: Message) -> None:
                 if message["type"] == "http.response.start" and context.request_id:
