@@ -1,12 +1,15 @@
 """The gateway's HTTP API: authentication, validation, publishing, waiting, visibility.
 
-The broker is FastStream's in-memory TestKafkaBroker; PostgreSQL is real (the status
-projection and the LISTEN/NOTIFY wake-up are what is under test).
+The broker is FastStream's in-memory TestKafkaBroker. Every test runs twice: on the
+in-process request store (a unit test) and on PostgreSQL (the row locks of concurrent
+admissions and the LISTEN/NOTIFY wake-up are real there), so the two stores are held to the
+same behaviour through the API as well as by ``test_request_store_contract.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -15,16 +18,17 @@ from typing import Any
 
 import httpx
 import jwt
-import psycopg
 import pytest
 from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
 from fastapi import FastAPI
 from faststream.kafka import KafkaMessage, TestKafkaBroker
-from psycopg.rows import dict_row
 
 from gateway.api import request_id_for
 from gateway.app import build_service
+from gateway.records import RequestRecord
+from gateway.repository import RequestRepository
 from gateway.settings import GatewaySettings
+from gateway.store import MemoryRequestStore, RequestStore
 from shared.auth import TokenService
 from shared.contracts import (
     ChatRequested,
@@ -37,6 +41,7 @@ from shared.contracts import (
     Topic,
     derive_event_id,
 )
+from shared.db import open_pool
 from shared.guardrails import redact
 from shared.service import Service
 from shared.settings import (
@@ -51,14 +56,16 @@ from shared.settings import (
 from shared.telemetry import setup
 from shared.testing import LogLines
 
-pytestmark = pytest.mark.integration
-
 
 class Harness:
-    def __init__(self, service: Service, app: FastAPI, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, service: Service, app: FastAPI, client: httpx.AsyncClient, store: RequestStore
+    ) -> None:
         self.service = service
         self.app = app
         self.client = client
+        self.store = store
+        self.uses_database = isinstance(store, RequestRepository)
         self.published: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.tokens = TokenService(AuthSettings())
 
@@ -76,11 +83,22 @@ class Harness:
     def on(self, topic: str) -> list[dict[str, Any]]:
         return [body for t, body, _ in self.published if t == topic]
 
+    async def record(self, request_id: uuid.UUID | str) -> RequestRecord | None:
+        return await self.store.get(uuid.UUID(str(request_id)))
 
-@pytest.fixture
-async def gw(database_settings: DatabaseSettings) -> AsyncIterator[Harness]:
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.unit),
+        pytest.param("postgres", marks=pytest.mark.integration),
+    ]
+)
+async def gw(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    database = DatabaseSettings()
+    if request.param == "postgres":
+        database = request.getfixturevalue("database_settings")
     settings = GatewaySettings(
-        database=database_settings,
+        database=database,
         kafka=KafkaSettings(),
         http=HttpSettings(max_body_bytes=8192),
         max_wait_s=5,
@@ -90,7 +108,8 @@ async def gw(database_settings: DatabaseSettings) -> AsyncIterator[Harness]:
         # here. Its first round is one interval after start-up. test_deadlines.py covers it.
         saga=SagaSettings(sweep_interval_s=1e6),
     )
-    service = build_service(settings)
+    memory = MemoryRequestStore() if request.param == "memory" else None
+    service = build_service(settings, store=memory)
     app = service.http_app()
     harness: Harness
 
@@ -103,12 +122,21 @@ async def gw(database_settings: DatabaseSettings) -> AsyncIterator[Harness]:
     for topic in ("request", "audit"):
         service.broker.subscriber(topic, group_id=f"probe-{topic}")(recorder(topic))
 
-    async with TestKafkaBroker(service.broker), service.running():
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gw"
-        ) as client:
-            harness = Harness(service, app, client)
-            yield harness
+    async with contextlib.AsyncExitStack() as stack:
+        store: RequestStore
+        if memory is not None:
+            store = memory
+        else:
+            pool = await open_pool(database, name="test-gateway-api")
+            stack.push_async_callback(pool.close)
+            store = RequestRepository(pool)
+        await stack.enter_async_context(TestKafkaBroker(service.broker))
+        await stack.enter_async_context(service.running())
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+        )
+        harness = Harness(service, app, client, store)
+        yield harness
 
 
 async def test_post_publishes_a_keyed_request_and_an_audit_step(gw: Harness) -> None:
@@ -329,7 +357,8 @@ async def test_malformed_json_oversized_and_wrong_wait_are_4xx(gw: Harness) -> N
 async def test_health_and_metrics(gw: Harness) -> None:
     health = await gw.client.get("/healthz")
     assert health.status_code == 200
-    assert health.json()["checks"] == {"broker": True, "database": True}
+    expected = {"broker": True} | ({"database": True} if gw.uses_database else {})
+    assert health.json()["checks"] == expected
     assert 0 <= health.json()["age_s"] < 5, "a cached view, refreshed in the background"
     metrics = await gw.client.get("/metrics")
     assert metrics.status_code == 200
@@ -337,18 +366,6 @@ async def test_health_and_metrics(gw: Harness) -> None:
 
 
 # --------------------------------------------------------------------------- idempotency keys
-
-
-async def _row(database_settings: DatabaseSettings, request_id: str) -> dict[str, Any] | None:
-    async with await psycopg.AsyncConnection.connect(
-        database_settings.dsn, row_factory=dict_row
-    ) as conn:
-        cur = await conn.execute(
-            "SELECT status, attempt, published_at, publish_claimed_until, message_sha256"
-            " FROM gateway.requests WHERE request_id = %s",
-            (request_id,),
-        )
-        return await cur.fetchone()
 
 
 async def test_the_same_key_with_another_message_is_refused_with_409(gw: Harness) -> None:
@@ -374,7 +391,7 @@ async def test_the_same_key_with_another_message_is_refused_with_409(gw: Harness
 
 
 async def test_concurrent_identical_posts_make_one_request_published_once(
-    gw: Harness, monkeypatch: pytest.MonkeyPatch, database_settings: DatabaseSettings
+    gw: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_publish = gw.service.bus.publish
 
@@ -396,9 +413,9 @@ async def test_concurrent_identical_posts_make_one_request_published_once(
     assert len(ids) == 1
     assert len(gw.on("request")) == 1, "one caller publishes; the others wait for it"
     assert [a["action"] for a in gw.on("audit")] == ["request.accepted"]
-    row = await _row(database_settings, ids.pop())
-    assert row is not None and row["published_at"] is not None
-    assert row["publish_claimed_until"] is None
+    row = await gw.record(ids.pop())
+    assert row is not None and row.published_at is not None
+    assert row.publish_claimed_until is None
 
 
 async def test_the_request_event_id_derives_from_the_request_id(gw: Harness) -> None:
@@ -418,7 +435,6 @@ async def test_the_request_event_id_derives_from_the_request_id(gw: Harness) -> 
 async def test_a_failed_publish_answers_503_and_a_keyed_retry_publishes_the_same_attempt(
     gw: Harness,
     monkeypatch: pytest.MonkeyPatch,
-    database_settings: DatabaseSettings,
     failure: Exception | str,
 ) -> None:
     real_publish = gw.service.bus.publish
@@ -440,10 +456,10 @@ async def test_a_failed_publish_answers_503_and_a_keyed_retry_publishes_the_same
     assert refused.json()["error"] == "unavailable"
     assert "Idempotency-Key" in refused.json()["message"]
     request_id = request_id_for("harborpine", "casey", key, 1)
-    row = await _row(database_settings, str(request_id))
+    row = await gw.record(request_id)
     assert row is not None
-    assert row["status"] == "accepted" and row["published_at"] is None
-    assert row["publish_claimed_until"] is None, "the lease is released for the retry"
+    assert row.status == "accepted" and row.published_at is None
+    assert row.publish_claimed_until is None, "the lease is released for the retry"
 
     monkeypatch.setattr(gw.service.bus, "publish", real_publish)
     retried = await gw.client.post("/v1/chat", json={"message": "is it raining"}, headers=headers)
@@ -452,8 +468,8 @@ async def test_a_failed_publish_answers_503_and_a_keyed_retry_publishes_the_same
     assert retried.json()["attempt"] == 1
     [event] = gw.on("request")
     assert uuid.UUID(event["event_id"]) == derive_event_id(request_id, "chat.requested")
-    row = await _row(database_settings, str(request_id))
-    assert row is not None and row["published_at"] is not None
+    row = await gw.record(request_id)
+    assert row is not None and row.published_at is not None
     again = await gw.client.post("/v1/chat", json={"message": "is it raining"}, headers=headers)
     assert again.json()["request_id"] == str(request_id)
     assert len(gw.on("request")) == 1, "published once the broker took it"

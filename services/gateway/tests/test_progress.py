@@ -19,12 +19,12 @@ async def test_result_waiters_wake_only_when_the_request_may_have_settled() -> N
         hub.watch(request_id, settled_only=True) as result,
         hub.watch(request_id) as steps,
     ):
-        hub._wake(str(request_id))  # what the LISTEN loop does for an intermediate step
+        hub.notify(str(request_id))  # what the LISTEN loop does for an intermediate step
         await asyncio.wait_for(steps.changed(5), timeout=0.5)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(result.changed(5), timeout=0.2)
 
-        hub._wake(f"{request_id} settled")
+        hub.notify(f"{request_id} settled")
         await asyncio.wait_for(result.changed(5), timeout=0.5)
 
 
@@ -32,7 +32,7 @@ async def test_notices_for_other_requests_or_garbage_wake_nobody() -> None:
     hub = ProgressHub("postgresql://unused", poll_s=5)
     request_id = uuid.uuid4()
     async with hub.watch(request_id) as steps:
-        hub._wake(f"{uuid.uuid4()} settled")
-        hub._wake("not-a-uuid settled")
+        hub.notify(f"{uuid.uuid4()} settled")
+        hub.notify("not-a-uuid settled")
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(steps.changed(5), timeout=0.2)

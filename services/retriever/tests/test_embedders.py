@@ -4,10 +4,7 @@ fake of ``/v1/embeddings``), and the persistent cache in front of any of them.""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,72 +19,51 @@ from retriever.embedding import (
     OnnxMiniLM,
     OpenAIEmbedder,
 )
+from shared.testing import JsonStub, StubReply
 
 TEXTS = ["How long do I have to return a tent?", "Gift cards never expire.", "x"]
 
 
-class FakeEmbeddingsAPI:
+class FakeEmbeddingsAPI(JsonStub):
     """``POST /v1/embeddings`` like OpenAI's: unnormalised vectors, out of order, and failure
     modes on demand."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
         self.fail_with: int | None = None
         model = HashingEmbedder(dim=24)
-        api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                api.requests.append(
-                    {"path": self.path, "auth": self.headers.get("Authorization"), **body}
-                )
-                if api.fail_with:
-                    self._send(
-                        api.fail_with, {"error": {"message": "overloaded", "type": "server_error"}}
-                    )
-                    return
-                vectors = model.embed(body["input"]) * 3.0
-                data = [
-                    {"object": "embedding", "index": i, "embedding": v.tolist()}
-                    for i, v in enumerate(vectors)
-                ][::-1]
-                self._send(
-                    200,
-                    {
-                        "object": "list",
-                        "data": data,
-                        "model": body["model"],
-                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
-                    },
-                )
+        def respond(request: JsonStub.Request) -> StubReply:
+            if self.fail_with:
+                return self.fail_with, {"error": {"message": "overloaded", "type": "server_error"}}
+            vectors = model.embed(request.body["input"]) * 3.0
+            data = [
+                {"object": "embedding", "index": i, "embedding": v.tolist()}
+                for i, v in enumerate(vectors)
+            ][::-1]
+            usage = {"prompt_tokens": 1, "total_tokens": 1}
+            return 200, {
+                "object": "list",
+                "data": data,
+                "model": request.body["model"],
+                "usage": usage,
+            }
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+        super().__init__(respond)
+        self.url = f"{self.url}/v1"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """Each request as path, Authorization header and body fields."""
+        return [
+            {"path": r.path, "auth": r.headers.get("authorization"), **r.body}
+            for r in self.requests
+        ]
 
 
 @pytest.fixture
 def fake_api() -> Iterator[FakeEmbeddingsAPI]:
-    api = FakeEmbeddingsAPI()
-    yield api
-    api.close()
+    with FakeEmbeddingsAPI() as api:
+        yield api
 
 
 class EmbedderContract:
@@ -157,10 +133,10 @@ class TestOpenAIEmbedder(EmbedderContract):
             model="m", base_url=fake_api.url, api_key="sk-test", batch_size=2, dimensions=24
         )
         embedder.embed(TEXTS)
-        assert [len(r["input"]) for r in fake_api.requests] == [2, 1]
-        assert {r["path"] for r in fake_api.requests} == {"/v1/embeddings"}
-        assert fake_api.requests[0]["auth"] == "Bearer sk-test"
-        assert fake_api.requests[0]["dimensions"] == 24
+        assert [len(r["input"]) for r in fake_api.calls] == [2, 1]
+        assert {r["path"] for r in fake_api.calls} == {"/v1/embeddings"}
+        assert fake_api.calls[0]["auth"] == "Bearer sk-test"
+        assert fake_api.calls[0]["dimensions"] == 24
         assert embedder.model_name == "openai:m@24"
 
     @pytest.mark.parametrize("status", [429, 500])
@@ -173,4 +149,4 @@ class TestOpenAIEmbedder(EmbedderContract):
         )
         with pytest.raises(EmbeddingUnavailable, match="embeddings API"):
             embedder.embed(["a"])
-        assert len(fake_api.requests) == 2, "the SDK retried once"
+        assert len(fake_api.calls) == 2, "the SDK retried once"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from retriever.engine import Engine, build_engine
 from retriever.index.memory import MemoryChunkIndex
 from retriever.settings import EmbeddingSettings, RerankSettings, RetrieverSettings
 from shared.principal import Principal, StaffLevel
+from shared.testing import JsonStub, StubReply
 
 CUSTOMER = Principal(
     user_id="c", tenant_id="harborpine", roles=("customer",), level=StaffLevel.NONE
@@ -49,49 +47,37 @@ def test_embedding_outage_degrades_to_bm25_and_is_not_cached(knowledge_base: Pat
     assert engine.retriever.retrieve(QUESTION, CUSTOMER, 5).cache_hit is False
 
 
-class FakeRerankAPI:
+class FakeRerankAPI(JsonStub):
     """``POST /rerank`` in Text Embeddings Inference's shape: scores by word overlap."""
 
     def __init__(self, *, fail: bool = False) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        api = self
+        def respond(request: JsonStub.Request) -> StubReply:
+            query = set(request.body["query"].lower().split())
+            rows = [
+                {"index": i, "score": len(query & set(t.lower().split())) / 10}
+                for i, t in enumerate(request.body["texts"])
+            ]
+            return (503 if fail else 200), rows
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                api.bodies.append(body)
-                query = set(body["query"].lower().split())
-                rows = [
-                    {"index": i, "score": len(query & set(t.lower().split())) / 10}
-                    for i, t in enumerate(body["texts"])
-                ]
-                raw = json.dumps(rows).encode()
-                self.send_response(503 if fail else 200)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+        super().__init__(respond)
+        self.rerank_url = f"{self.url}/rerank"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/rerank"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @property
+    def bodies(self) -> list[Any]:
+        return [r.body for r in self.requests]
 
 
 @pytest.fixture
 def rerank_api() -> Iterator[FakeRerankAPI]:
-    api = FakeRerankAPI()
-    yield api
-    api.server.shutdown()
-    api.server.server_close()
+    with FakeRerankAPI() as api:
+        yield api
 
 
 @pytest.mark.integration
 def test_cross_encoder_api_is_pluggable_and_sees_only_permitted_text(
     knowledge_base: Path, rerank_api: FakeRerankAPI
 ) -> None:
-    rerank = RerankSettings(provider="api", api_url=rerank_api.url, depth=10, weight=1.0)
+    rerank = RerankSettings(provider="api", api_url=rerank_api.rerank_url, depth=10, weight=1.0)
     engine = engine_with(knowledge_base, HashingEmbedder(), rerank=rerank)
     result = engine.retriever.retrieve(QUESTION, CUSTOMER, 5).result
     assert result.degraded == () and "rerank" in result.chunks[0].stage_scores
@@ -102,14 +88,11 @@ def test_cross_encoder_api_is_pluggable_and_sees_only_permitted_text(
 
 @pytest.mark.integration
 def test_rerank_outage_keeps_the_fused_order(knowledge_base: Path) -> None:
-    api = FakeRerankAPI(fail=True)
-    try:
-        rerank = RerankSettings(provider="api", api_url=api.url, timeout_s=2)
+    with FakeRerankAPI(fail=True) as api:
+        rerank = RerankSettings(provider="api", api_url=api.rerank_url, timeout_s=2)
         engine = engine_with(knowledge_base, HashingEmbedder(), rerank=rerank)
         result = engine.retriever.retrieve(QUESTION, CUSTOMER, 5).result
-    finally:
-        api.server.shutdown()
-        api.server.server_close()
+        assert api.requests, "the reranker was asked"
     assert result.degraded == ("rerank",) and result.chunks
 
 

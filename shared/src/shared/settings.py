@@ -19,6 +19,7 @@ from shared.pricing import PricingSettings
 
 __all__ = [
     "DEV_JWT_SECRET",
+    "NESTED_BLOCK",
     "AuthSettings",
     "DatabaseSettings",
     "Environment",
@@ -27,6 +28,7 @@ __all__ = [
     "SagaSettings",
     "ServiceSettings",
     "TelemetrySettings",
+    "service_config",
 ]
 
 
@@ -34,6 +36,26 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+#: The config of a block nested inside a service's settings (read through the parent's env
+#: prefix): unknown keys are an error and nothing changes after start-up.
+NESTED_BLOCK = ConfigDict(extra="forbid", frozen=True)
+
+
+def service_config(env_prefix: str) -> SettingsConfigDict:
+    """The config of one service's settings class: ``model_config = service_config("AGENT_")``.
+
+    Every service reads its own fields under its prefix, nested blocks through ``__``
+    (``AGENT_MODEL__MIN_RELEVANCE``), refuses unknown keys and freezes what it read.
+    """
+    return SettingsConfigDict(
+        env_prefix=env_prefix,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
 
 
 def _block(prefix: str) -> SettingsConfigDict:

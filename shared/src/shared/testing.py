@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import http.server
 import io
 import json
 import logging
@@ -217,3 +219,68 @@ class LogLines:
     def saying(self, words: str) -> list[dict[str, Any]]:
         """The lines whose message contains ``words``."""
         return [line for line in self.all() if words in line["message"]]
+
+
+#: What a :class:`JsonStub` handler returns: the status and the JSON body.
+StubReply = tuple[int, Any]
+
+
+class JsonStub:
+    """A JSON-over-HTTP server on a free loopback port, for tests of HTTP clients.
+
+    ``respond(request)`` gets each request (method, path, headers, parsed JSON body) and
+    returns ``(status, payload)``; every request is kept in ``requests``. One stub for the
+    fake model APIs of the tests instead of a hand-written ``BaseHTTPRequestHandler`` each.
+    Use it as a context manager: the server stops on exit.
+    """
+
+    @dataclasses.dataclass(frozen=True)
+    class Request:
+        method: str
+        path: str
+        headers: dict[str, str]
+        body: Any
+
+    def __init__(self, respond: Callable[[JsonStub.Request], StubReply]) -> None:
+        self.requests: list[JsonStub.Request] = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                request = JsonStub.Request(
+                    method=self.command,
+                    path=self.path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=json.loads(raw) if raw else None,
+                )
+                stub.requests.append(request)
+                status, payload = respond(request)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+            def log_message(self, *args: Any) -> None:
+                pass  # keep pytest's output for the test's own
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> JsonStub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

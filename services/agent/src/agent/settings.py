@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from shared.settings import Environment, HttpSettings, ServiceSettings
+from shared.settings import NESTED_BLOCK, Environment, HttpSettings, ServiceSettings, service_config
 
 __all__ = [
     "AgentSettings",
@@ -25,13 +24,11 @@ __all__ = [
     "RoutingSettings",
 ]
 
-_block = ConfigDict(extra="forbid", frozen=True)
-
 
 class ModelSettings(BaseModel):
     """Which chat models answer (``AGENT_MODEL__*``)."""
 
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     provider: Literal["offline", "openai"] = Field(
         default="offline",
@@ -70,7 +67,7 @@ class ModelSettings(BaseModel):
 class ResilienceSettings(BaseModel):
     """Retries and circuit breakers around each chat model (``AGENT_RESILIENCE__*``)."""
 
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     attempts: int = Field(default=3, ge=1, le=10, description="Tries per model, first included.")
     backoff_initial_s: float = Field(default=0.2, ge=0)
@@ -87,7 +84,7 @@ class ResilienceSettings(BaseModel):
 class RoutingSettings(BaseModel):
     """Routine vs high-risk classification (``AGENT_ROUTING__*``)."""
 
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     classifier: Literal["rules", "model"] = Field(
         default="rules",
@@ -104,7 +101,7 @@ class RoutingSettings(BaseModel):
 class LoopSettings(BaseModel):
     """The agent loop's budget (``AGENT_LOOP__*``)."""
 
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     max_steps: int = Field(default=4, ge=1, le=12, description="Model turns per request.")
     max_tool_calls: int = Field(default=6, ge=0, le=32, description="Tool calls per request.")
@@ -113,7 +110,7 @@ class LoopSettings(BaseModel):
 class RateLimitSettings(BaseModel):
     """Per-tenant token buckets shared by every agent replica (``AGENT_RATE_LIMIT__*``)."""
 
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     read_per_minute: float = Field(default=600.0, gt=0, description="Read tool calls.")
     read_burst: int = Field(default=60, ge=1)
@@ -124,7 +121,7 @@ class RateLimitSettings(BaseModel):
 class McpSettings(BaseModel):
     """The MCP server the agent hosts over its HTTP port (``AGENT_MCP__*``)."""
 
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     enabled: bool = True
     path: str = Field(default="/mcp", pattern=r"^/[a-z0-9/_-]*$")
@@ -135,13 +132,7 @@ class McpSettings(BaseModel):
 
 
 class AgentSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="AGENT_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-    )
+    model_config = service_config("AGENT_")
 
     http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8003))
     group_id: str = "agent"

@@ -10,12 +10,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, Field, model_validator
 
 from shared.contracts import RiskLevel
 from shared.principal import StaffLevel
-from shared.settings import Environment, HttpSettings, ServiceSettings
+from shared.settings import NESTED_BLOCK, Environment, HttpSettings, ServiceSettings, service_config
 
 __all__ = [
     "AmountBand",
@@ -27,13 +26,11 @@ __all__ = [
     "ToolRule",
 ]
 
-_Frozen = ConfigDict(extra="forbid", frozen=True)
-
 
 class Requirement(BaseModel):
     """``count`` approvals, each by a different person of at least ``level``."""
 
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     level: StaffLevel = Field(description="Minimum staff level of each approver.")
     count: int = Field(default=1, ge=1, le=5, description="Distinct approvers needed.")
@@ -50,7 +47,7 @@ class Requirement(BaseModel):
 
 
 class AmountBand(BaseModel):
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     name: str = Field(description="Rule name recorded on the draft, the decision and the audit.")
     up_to_eur: Decimal | None = Field(
@@ -62,7 +59,7 @@ class AmountBand(BaseModel):
 class ToolRule(BaseModel):
     """Who approves one tool: a fixed requirement, or bands by cumulative amount."""
 
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     tool: str
     name: str = Field(default="", description="Rule name when the requirement is fixed.")
@@ -112,7 +109,7 @@ _DEFAULT_RULES = (
 
 
 class PolicySettings(BaseModel):
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     rules: tuple[ToolRule, ...] = _DEFAULT_RULES
     by_risk: dict[RiskLevel, Requirement] = Field(
@@ -141,7 +138,7 @@ class PolicySettings(BaseModel):
 
 
 class ExecutorSettings(BaseModel):
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     poll_interval_s: float = Field(default=1.0, gt=0, description="When no wake-up arrives.")
     max_attempts: int = Field(
@@ -150,7 +147,7 @@ class ExecutorSettings(BaseModel):
 
 
 class RelaySettings(BaseModel):
-    model_config = _Frozen
+    model_config = NESTED_BLOCK
 
     poll_interval_s: float = Field(default=1.0, gt=0, description="When no wake-up arrives.")
     batch_size: int = Field(default=100, ge=1, le=1000)
@@ -163,13 +160,7 @@ class RelaySettings(BaseModel):
 
 
 class ApproverSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="APPROVER_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-    )
+    model_config = service_config("APPROVER_")
 
     http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8004))
     group_id: str = "approver"

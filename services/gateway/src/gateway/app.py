@@ -14,23 +14,39 @@ from shared.service import Service
 from shared.telemetry import current_trace_id
 
 from .api import build_router
+from .chats import ChatDesk
 from .deadlines import DeadlineSweeper
 from .progress import ProgressHub
 from .repository import RequestRepository
 from .settings import GatewaySettings
+from .store import MemoryRequestStore, RequestStore
 
 __all__ = ["build", "build_service"]
 
 
-def build_service(settings: GatewaySettings, **overrides: Any) -> Service:
+def build_service(
+    settings: GatewaySettings, *, store: MemoryRequestStore | None = None, **overrides: Any
+) -> Service:
+    """``store``: keep requests in this in-process store instead of PostgreSQL (unit tests of
+    the API and the projection; no database is opened then)."""
     service = Service("gateway", settings, **overrides)
-    db = service.use_database()
-    progress = ProgressHub(settings.database.dsn)
+    if store is None:
+        db = service.use_database()
+        progress = ProgressHub(settings.database.dsn)
+
+        def repository() -> RequestStore:
+            return RequestRepository(db.pool)
+
+    else:
+        in_process = store
+        progress = ProgressHub(None)
+        in_process.listen(progress.notify)
+
+        def repository() -> RequestStore:
+            return in_process
+
     service.on_startup(progress.start)
     service.on_shutdown(progress.stop)
-
-    def repository() -> RequestRepository:
-        return RequestRepository(db.pool)
 
     # The status projection: one consumer group shared by all replicas, so each step is
     # applied once; every replica hears the NOTIFY and wakes its own waiters.
@@ -58,14 +74,16 @@ def build_service(settings: GatewaySettings, **overrides: Any) -> Service:
 
     service.include_router(
         build_router(
-            bus=service.bus,
-            repository=repository,
-            progress=progress,
+            desk=ChatDesk(
+                bus=service.bus,
+                store=repository,
+                progress=progress,
+                publish_timeout_s=settings.publish_timeout_s,
+                enduser_key=_enduser_key(settings),
+            ),
             current_principal=principal_dependency(TokenService(settings.auth)),
             max_wait_s=settings.max_wait_s,
             sse_max_s=settings.sse_max_s,
-            publish_timeout_s=settings.publish_timeout_s,
-            enduser_key=_enduser_key(settings),
         )
     )
     return service

@@ -34,7 +34,8 @@ from shared.contracts import AuditOutcome, AuditRecorded, Topic
 from shared.messaging import EventBus
 from shared.settings import SagaSettings
 
-from .repository import TIMEOUT_ACTION, RequestRepository, TimedOut, timeout_audit_id
+from .records import TIMEOUT_ACTION, TimedOut, timeout_audit_id
+from .store import RequestStore
 
 __all__ = ["SWEEP_LOCK_KEY", "DeadlineSweeper", "SweepResult", "timeout_audit"]
 
@@ -76,7 +77,7 @@ def timeout_audit(item: TimedOut) -> AuditRecorded:
 class DeadlineSweeper:
     def __init__(
         self,
-        repository: Callable[[], RequestRepository],
+        repository: Callable[[], RequestStore],
         bus: EventBus,
         saga: SagaSettings,
         *,

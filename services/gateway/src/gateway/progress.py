@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 
 import psycopg
 
-from .repository import PROGRESS_CHANNEL, SETTLED_NOTICE
+from .repository import PROGRESS_CHANNEL
+from .store import SETTLED_NOTICE
 
 __all__ = ["ProgressHub"]
 
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 
 
 class ProgressHub:
-    def __init__(self, dsn: str, *, poll_s: float = 1.0) -> None:
+    """``dsn`` None: nothing to LISTEN on; the store calls :meth:`notify` itself (the
+    in-process store of unit tests)."""
+
+    def __init__(self, dsn: str | None, *, poll_s: float = 1.0) -> None:
         self._dsn = dsn
         self._poll_s = poll_s
         self._waiters: dict[uuid.UUID, set[tuple[asyncio.Event, bool]]] = defaultdict(set)
@@ -33,6 +37,9 @@ class ProgressHub:
         self.listening = asyncio.Event()
 
     async def start(self) -> None:
+        if self._dsn is None:
+            self.listening.set()
+            return
         self._task = asyncio.create_task(self._listen(), name="gateway-progress-listen")
 
     async def stop(self) -> None:
@@ -44,13 +51,14 @@ class ProgressHub:
     async def _listen(self) -> None:
         while True:
             try:
+                assert self._dsn is not None
                 async with await psycopg.AsyncConnection.connect(
                     self._dsn, autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {PROGRESS_CHANNEL}")
                     self.listening.set()
                     async for notice in conn.notifies():
-                        self._wake(notice.payload)
+                        self.notify(notice.payload)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -59,7 +67,8 @@ class ProgressHub:
                 # Waiters fall back to polling meanwhile.
                 await asyncio.sleep(1.0)
 
-    def _wake(self, payload: str) -> None:
+    def notify(self, payload: str) -> None:
+        """Wake the waiters of the request a progress notice names."""
         rid, _, mark = payload.partition(" ")
         try:
             request_id = uuid.UUID(rid)

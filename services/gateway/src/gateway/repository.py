@@ -1,4 +1,8 @@
-"""The gateway's own tables: request status and timeline (schema ``gateway``).
+"""The gateway's own tables in PostgreSQL: request status and timeline (schema ``gateway``).
+
+:class:`RequestRepository` is the PostgreSQL adapter of the :class:`gateway.store.RequestStore`
+port; :class:`gateway.store.MemoryRequestStore` is the in-process one for unit tests, and both
+pass one contract suite (``tests/test_request_store_contract.py``).
 
 Besides the status projection, this is where a POST is admitted (one row per attempt of an
 ``Idempotency-Key``, with a short publish lease so exactly one caller publishes an attempt) and
@@ -9,18 +13,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from shared.contracts import AuditRecorded, DraftDecided, derive_event_id
+from shared.contracts import AuditRecorded, DraftDecided
 from shared.db import Pool
 from shared.messaging import NIL_REQUEST_ID
 
+from .records import (
+    TIMEOUT_ACTION,
+    Admission,
+    AdmissionKind,
+    RequestRecord,
+    Step,
+    TimedOut,
+    public_details,
+    timeout_audit_id,
+)
 from .status import (
     ANSWER_DEADLINE,
     APPROVAL_DEADLINE,
@@ -32,6 +44,7 @@ from .status import (
     status_of_audit,
     status_of_decision,
 )
+from .store import SETTLED_NOTICE
 
 __all__ = [
     "PROGRESS_CHANNEL",
@@ -47,7 +60,6 @@ __all__ = [
 #: NOTIFY channel: payload is a request id whose status or timeline changed, followed by
 #: ``settled`` when the change may have settled it (callers waiting for the result wake then).
 PROGRESS_CHANNEL = "gateway_progress"
-SETTLED_NOTICE = "settled"
 
 _RANK_OF_EXISTING = (
     "CASE r.status " + " ".join(f"WHEN '{s.value}' THEN {n}" for s, n in RANK.items()) + " END"
@@ -117,67 +129,6 @@ SET status = 'timed_out', stalled_at = %(stalled_at)s, result = %(result)s,
     timed_out_at = now(), publish_claimed_until = NULL, updated_at = now()
 WHERE request_id = %(request_id)s
 """
-
-TIMEOUT_ACTION = "request.timed_out"
-
-
-def timeout_audit_id(request_id: uuid.UUID) -> uuid.UUID:
-    """The id of a request's timeout audit record (what ``EventBus.audit`` derives from
-    ``dedupe_key=str(request_id)``): the timeline row written with the status change and the
-    record coming back through the audit topic are one row, and a re-published record stays
-    one audit row."""
-    return derive_event_id(str(request_id), f"audit:gateway:{TIMEOUT_ACTION}")
-
-
-class AdmissionKind(StrEnum):
-    #: A new attempt was recorded; this caller holds its publish lease.
-    NEW = "new"
-    #: The attempt exists but its publish failed earlier; this caller now holds the lease.
-    REPUBLISH = "republish"
-    #: Another caller holds the attempt's lease and is publishing it right now.
-    PUBLISHING = "publishing"
-    #: The attempt was published (or has moved on): answer with it.
-    EXISTING = "existing"
-    #: The key's request id belongs to another principal: reveal nothing.
-    FOREIGN = "foreign"
-    #: The key was used with another message.
-    MISMATCH = "mismatch"
-
-
-@dataclass(frozen=True)
-class Admission:
-    kind: AdmissionKind
-    request_id: uuid.UUID
-    attempt: int
-    #: When the attempt was accepted: the saga's deadlines count from here, and a re-publish
-    #: carries it as ``occurred_at`` so the message is the same as the first publish.
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class TimedOut:
-    """A request the sweeper ended, with what its audit record needs."""
-
-    request_id: uuid.UUID
-    tenant_id: str
-    trace_id: str | None
-    stalled_at: str
-    reason: str
-    timed_out_at: datetime
-
-    @property
-    def details(self) -> dict[str, Any]:
-        return {
-            "status": RequestStatus.TIMED_OUT.value,
-            "stalled_at": self.stalled_at,
-            "reason": self.reason,
-        }
-
-    @property
-    def result(self) -> dict[str, Any]:
-        """What the caller reads on ``GET /v1/requests/{id}`` and at the end of the stream."""
-        return {"kind": "timeout", "stalled_at": self.stalled_at, "reason": self.reason}
-
 
 #: Attempts walked in one admission before giving up (each step past the first needs a
 #: concurrent timeout of the attempt just read, so more than a couple means something is off).
@@ -359,7 +310,7 @@ class RequestRepository:
                             t.request_id,
                             t.timed_out_at,
                             TIMEOUT_ACTION,
-                            Jsonb(_public_details(t.details)),
+                            Jsonb(public_details(t.details)),
                         )
                         for t in ended
                     ],
@@ -460,7 +411,7 @@ class RequestRepository:
                             e.service,
                             e.action,
                             e.outcome.value,
-                            Jsonb(_public_details(e.details)),
+                            Jsonb(public_details(e.details)),
                         )
                         for e in steps
                     ],
@@ -495,18 +446,17 @@ class RequestRepository:
     async def _advance(conn: AsyncConnection[Any], **fields: Any) -> None:
         await conn.execute(_UPSERT_STATUS, _advance_params(**fields))
 
-    async def get(self, request_id: uuid.UUID) -> dict[str, Any] | None:
+    async def get(self, request_id: uuid.UUID) -> RequestRecord | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_REQUEST_COLUMNS} FROM gateway.requests"  # noqa: S608
                 " WHERE request_id = %s",
                 (request_id,),
             )
-            return await cur.fetchone()
+            row = await cur.fetchone()
+            return RequestRecord.from_row(row) if row is not None else None
 
-    async def timeline(
-        self, request_id: uuid.UUID, after: datetime | None = None
-    ) -> list[dict[str, Any]]:
+    async def timeline(self, request_id: uuid.UUID, after: datetime | None = None) -> list[Step]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT event_id, at, service, action, outcome, details FROM gateway.timeline"
@@ -514,7 +464,7 @@ class RequestRepository:
                 " ORDER BY at, event_id",
                 (request_id, after, after),
             )
-            return list(await cur.fetchall())
+            return [Step.from_row(row) for row in await cur.fetchall()]
 
 
 def _advance_params(
@@ -542,29 +492,3 @@ def _notice(request_id: uuid.UUID, advances: dict[uuid.UUID, dict[str, Any]]) ->
     advance = advances.get(request_id)
     settled = advance is not None and advance["status"] in SETTLED
     return f"{request_id} {SETTLED_NOTICE}" if settled else str(request_id)
-
-
-_PUBLIC_DETAIL_KEYS = frozenset(
-    {
-        "chunks",
-        "cache_hit",
-        "latency_ms",
-        "kind",
-        "citations",
-        "model",
-        "policy",
-        "decision",
-        "tool",
-        "reason",
-        "status",
-        "index_version",
-        "route",
-        "verdict",
-        "stalled_at",
-    }
-)
-
-
-def _public_details(details: dict[str, Any]) -> dict[str, Any]:
-    """The timeline is shown to callers: keep only facts meant for them."""
-    return {k: v for k, v in details.items() if k in _PUBLIC_DETAIL_KEYS}

@@ -1,19 +1,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from shared.settings import HttpSettings, ServiceSettings
+from shared.settings import HttpSettings, ServiceSettings, service_config
 
 
 class GatewaySettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-    )
+    model_config = service_config("GATEWAY_")
 
     http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8001))
     group_id: str = Field(default="gateway", description="Consumer group of the status projection.")

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr
 
 from shared.guardrails.documents import FlaggedContext
 from shared.principal import StaffLevel
-from shared.settings import HttpSettings, ServiceSettings
+from shared.settings import NESTED_BLOCK, HttpSettings, ServiceSettings, service_config
 
 __all__ = [
     "CacheSettings",
@@ -26,15 +25,13 @@ __all__ = [
     "SparseSettings",
 ]
 
-_block = ConfigDict(extra="forbid", frozen=True)
-
 
 def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("support-platform")) / "embeddings"
 
 
 class IndexSettings(BaseModel):
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     path: Path | None = Field(
         default=None,
@@ -50,7 +47,7 @@ class IndexSettings(BaseModel):
 
 
 class EmbeddingSettings(BaseModel):
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     provider: Literal["onnx-minilm", "openai"] = Field(
         default="onnx-minilm",
@@ -76,7 +73,7 @@ class EmbeddingSettings(BaseModel):
 class SparseSettings(BaseModel):
     """BM25 as sparse vectors; the index applies IDF."""
 
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     k1: float = Field(default=1.2, gt=0)
     b: float = Field(default=0.75, ge=0, le=1)
@@ -90,7 +87,7 @@ class SparseSettings(BaseModel):
 
 
 class ChunkingSettings(BaseModel):
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     max_chars: int = Field(default=2000, ge=200, le=20_000)
     overlap_chars: int = Field(default=200, ge=0, le=2000)
@@ -107,7 +104,7 @@ class RankingSettings(BaseModel):
 
     Weights apply to per-query z-scores, in the same units as the rerank weight."""
 
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     candidates: int = Field(default=100, ge=1, le=1000, description="Per-stage candidates.")
     fusion: Literal["zscore", "minmax", "rrf"] = "zscore"
@@ -117,7 +114,7 @@ class RankingSettings(BaseModel):
 
 
 class RerankSettings(BaseModel):
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     provider: Literal["none", "sentence-maxsim", "api"] = Field(
         default="sentence-maxsim",
@@ -135,7 +132,7 @@ class RerankSettings(BaseModel):
 
 
 class QuerySettings(BaseModel):
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     max_chars: int = Field(default=2000, ge=10, description="Longer queries are refused.")
     min_supported_script_share: float = Field(
@@ -147,7 +144,7 @@ class QuerySettings(BaseModel):
 
 
 class CacheSettings(BaseModel):
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     enabled: bool = True
     max_entries: int = Field(default=4096, ge=1)
@@ -155,7 +152,7 @@ class CacheSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    model_config = _block
+    model_config = NESTED_BLOCK
 
     max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     admin_roles: tuple[str, ...] = Field(
@@ -168,13 +165,7 @@ class IngestSettings(BaseModel):
 
 
 class RetrieverSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="RETRIEVER_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-    )
+    model_config = service_config("RETRIEVER_")
 
     # Uploads carry whole documents: a larger body limit than the other services.
     http: HttpSettings = Field(
