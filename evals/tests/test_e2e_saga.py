@@ -345,6 +345,45 @@ def test_every_service_serves_health_and_metrics(stack: LocalStack) -> None:
     )
 
 
+async def test_one_request_id_finds_the_saga_in_every_services_log(
+    stack: LocalStack, gateway: httpx.AsyncClient, tokens: TokenService
+) -> None:
+    """``grep <request_id> .stack/logs/*`` (docs/logging.md), on the supervised programs' logs."""
+    body = await _ask(
+        gateway,
+        _auth(tokens, "casey", ["customer"], "none"),
+        "Can I still return a tent I bought three weeks ago?",
+    )
+    request_id, trace_id = body["request_id"], body["trace_id"]
+    logs = {
+        program: stack.supervisor.program_log(program)
+        for program in ("gateway-1", "retriever", "agent", "auditor")
+    }
+
+    async def saga_lines() -> dict[str, list[str]] | None:
+        found = {
+            program: [
+                line
+                for line in path.read_text(errors="replace").splitlines()
+                if f"request_id={request_id}" in line
+            ]
+            for program, path in logs.items()
+        }
+        return found if all(found.values()) else None
+
+    found = await eventually(saga_lines, timeout=30)
+    for program, lines in found.items():
+        service = program.split("-")[0]
+        for line in lines:
+            assert f" {service} " in line, (program, line)
+            assert "tenant_id=harborpine" in line, (program, line)
+            assert f"trace_id={trace_id}" in line, f"{program}: one trace for the saga: {line}"
+    assert any("chat request accepted" in line for line in found["gateway-1"])
+    assert any("handled ChatRequested from request" in line for line in found["retriever"])
+    assert any("handled ContextRetrieved from retrieved" in line for line in found["agent"])
+    assert any("handled AuditRecorded from audit in a batch" in line for line in found["auditor"])
+
+
 async def test_verify_fails_after_a_row_is_altered(stack: LocalStack) -> None:
     # Runs last in this module: it breaks the chain on purpose.
     async with await psycopg.AsyncConnection.connect(_db(stack)) as conn:

@@ -42,6 +42,7 @@ from shared.contracts import (
     derive_event_id,
 )
 from shared.db import open_pool
+from shared.guardrails import redact
 from shared.service import Service
 from shared.settings import (
     DEV_JWT_SECRET,
@@ -50,7 +51,10 @@ from shared.settings import (
     HttpSettings,
     KafkaSettings,
     SagaSettings,
+    TelemetrySettings,
 )
+from shared.telemetry import setup
+from shared.testing import LogLines
 
 
 class Harness:
@@ -151,6 +155,27 @@ async def test_post_publishes_a_keyed_request_and_an_audit_step(gw: Harness) -> 
     assert headers["request_id"] == body["request_id"]
     assert headers["tenant_id"] == "harborpine"
     assert [a["action"] for a in gw.on("audit")] == ["request.accepted"]
+
+
+async def test_the_lines_of_a_chat_request_name_its_saga_tenant_and_trace(gw: Harness) -> None:
+    # JSON lines, as deployed (the fixture's service logs in the default text format).
+    setup(TelemetrySettings(log_format="json"), "gateway", redact=redact)
+    lines = LogLines()
+    response = await gw.client.post(
+        "/v1/chat",
+        json={"message": "Refund to 4111 1111 1111 1111 please, mail jane.doe@example.com"},
+        headers={**gw.auth(tenant="northwind"), "Idempotency-Key": f"log-{uuid.uuid4()}"},
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    [accepted] = lines.saying("chat request accepted")
+    assert accepted["service"] == "gateway"
+    assert accepted["request_id"] == body["request_id"], "the saga's id, not the HTTP request's"
+    assert accepted["tenant_id"] == "northwind"
+    assert accepted["trace_id"] == body["trace_id"]
+    assert accepted["span_id"] is not None
+    assert response.headers["x-request-id"] == body["request_id"], "a client can quote it"
+    assert "jane.doe" not in json.dumps(lines.all()) and "4111" not in json.dumps(lines.all())
 
 
 async def test_idempotency_key_makes_a_retry_return_the_same_request(gw: Harness) -> None:

@@ -19,6 +19,9 @@ def serve(factory: Callable[[], FastAPI], settings: ServiceSettings) -> None:
         host=settings.http.host,
         port=settings.http.port,
         log_level=settings.telemetry.log_level.lower(),
+        # uvicorn's own handlers would print its lines in its own format; without them they
+        # reach the service's handler (JSON, redacted, with ids) like every other line.
+        log_config=None,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,

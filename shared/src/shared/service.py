@@ -30,8 +30,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import log_context
 from shared.db import Pool, open_pool
 from shared.guardrails import redact as default_log_redact
+from shared.log_context import LogContextMiddleware
 from shared.messaging import EventBus, is_transient, make_broker
 from shared.settings import ServiceSettings
 from shared.telemetry import Redactor, Telemetry, setup
@@ -181,6 +183,8 @@ class Service:
 
         app = FastAPI(title=title or f"{self.name} service", lifespan=lifespan, **fastapi_kwargs)
         app.add_middleware(BodyLimitMiddleware, max_bytes=self.settings.http.max_body_bytes)
+        # Outermost: every line of a request, a refused body's included, carries its ids.
+        app.add_middleware(LogContextMiddleware, service=self.name)
         _install_error_handlers(app)
 
         @app.get(
@@ -278,18 +282,28 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        if is_transient(exc):
-            # The database or broker is down: the caller may retry, nothing was half-done
-            # that a retry with the same Idempotency-Key would repeat.
-            log.warning("dependency unavailable: %r", exc)
-            return JSONResponse(
-                {"error": "unavailable", "message": "a dependency is unavailable; retry shortly"},
-                status_code=503,
-                headers={"Retry-After": "2"},
-            )
-        log.error("unhandled error", exc_info=exc)
-        return JSONResponse({"error": "internal", "message": "internal error"}, status_code=500)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette runs this from its outermost middleware, after the request's log scope
+        # was left: enter it again, so the line names the request, and so does the answer.
+        context = log_context.of_request(request.scope)
+        ids = {"X-Request-ID": context.request_id} if context and context.request_id else {}
+        with log_context.resumed(context):
+            if is_transient(exc):
+                # The database or broker is down: the caller may retry, nothing was half-done
+                # that a retry with the same Idempotency-Key would repeat.
+                log.warning("dependency unavailable: %r", exc)
+                return JSONResponse(
+                    {
+                        "error": "unavailable",
+                        "message": "a dependency is unavailable; retry shortly",
+                    },
+                    status_code=503,
+                    headers={"Retry-After": "2", **ids},
+                )
+            log.error("unhandled error", exc_info=exc)
+        return JSONResponse(
+            {"error": "internal", "message": "internal error"}, status_code=500, headers=ids
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

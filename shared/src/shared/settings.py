@@ -155,7 +155,12 @@ class TelemetrySettings(BaseSettings):
     )
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     log_level: str = Field(default="INFO")
-    log_format: Literal["json", "text"] = "text"
+    log_format: Literal["json", "text"] = Field(
+        default="text",
+        description="json: one object a line with service, request_id, tenant_id, trace_id and"
+        " span_id (the image and compose set it); text: one readable line with the ids appended"
+        " (a terminal, the local stack).",
+    )
 
 
 class HttpSettings(BaseModel):

@@ -4,10 +4,14 @@ Spans leave through OTLP/HTTP (to a collector in production, to the dev stack's 
 locally). Metrics are exposed in Prometheus format on each service's ``/metrics``: FastStream's
 Prometheus middleware and OpenTelemetry instruments (GenAI token usage, ...) share one registry.
 
-Logs go to stderr through one handler that redacts personal data and bounds the rate of
-repeated records (:class:`RateLimitFilter`): during a broker outage aiokafka logs the same
-connection error in a tight loop, hundreds of lines a second, which buried everything else and
-filled disks.
+Logs go to stderr through one handler that bounds the rate of repeated records
+(:class:`RateLimitFilter`: during a broker outage aiokafka logs the same connection error in a
+tight loop, hundreds of lines a second, which buried everything else and filled disks), redacts
+personal data from the message, the traceback and any extra fields, and stamps each record with
+the service, request, tenant, trace and span it belongs to (:mod:`shared.log_context`). Lines
+are JSON objects (``TELEMETRY_LOG_FORMAT=json``, the default and what compose runs) or one
+readable line with the ids appended (``text``, the local stack's ``deploy/local.env``); see
+``docs/logging.md``.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
+from shared import log_context
 from shared.settings import TelemetrySettings
 
 __all__ = ["RateLimitFilter", "Telemetry", "current_trace_id", "setup"]
@@ -92,24 +98,52 @@ class _RedactingExporter(SpanExporter):
 
 
 class _RedactingFilter(logging.Filter):
+    """Redact what a formatter would print: the message, the traceback, extra fields.
+
+    The traceback is formatted here (and ``exc_info`` dropped) because exception messages often
+    quote the input that caused them; the JSON formatter would otherwise format it afresh.
+    """
+
     def __init__(self, redact: Redactor) -> None:
         super().__init__()
         self._redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._redact(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # malformed arguments: keep what can be shown, redacted
+            message = str(record.msg)
+        record.msg = self._redact(message)
         record.args = None
+        if record.exc_info:
+            record.exc_text = record.exc_text or _TRACEBACKS.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._redact(record.stack_info)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                record.__dict__[key] = self._redact(value)
         return True
+
+
+_TRACEBACKS = logging.Formatter()
+#: What every record has; anything else was passed with ``extra=`` and is printed by the JSON
+#: formatter, so it is redacted like the message.
+_STANDARD_ATTRS = frozenset(RESERVED_ATTRS) | {"message", "asctime"}
 
 
 class RateLimitFilter(logging.Filter):
     """Let a repeated log record through at most once per ``interval_s``.
 
-    Records are "the same" when logger, level and message template (``record.msg`` before
-    ``%`` formatting) match, so one error with changing arguments (a host, an attempt number)
-    counts as one. The first record passes; while the interval runs, repeats are dropped and
-    counted; the first repeat after it passes with ``(suppressed K similar)`` appended, so the
-    volume stays visible. Counts of a key that never repeats again are not reported.
+    Records are "the same" when logger, level, message template (``record.msg`` before
+    ``%`` formatting) and request id (:mod:`shared.log_context`) match, so one error with
+    changing arguments (a host, an attempt number) counts as one, while the same line written
+    for many sagas (one per handled message) is not mistaken for a flood. The first record
+    passes; while the interval runs, repeats are dropped and counted; the first repeat after
+    it passes with ``(suppressed K similar)`` appended, so the volume stays visible. Counts of
+    a key that never repeats again are not reported.
 
     The table of keys is bounded (least recently seen keys are forgotten), so messages built
     without a template (f-strings) cannot grow it without limit. Thread-safe: handlers run
@@ -129,13 +163,14 @@ class RateLimitFilter(logging.Filter):
         self._clock = clock
         self._lock = threading.Lock()
         #: key -> [when the last record passed, records dropped since]
-        self._seen: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, int, str, str | None], list[float]] = OrderedDict()
 
     def filter(self, record: logging.LogRecord) -> bool:
         template = (
             record.msg if isinstance(record.msg, str) else f"<{type(record.msg).__qualname__}>"
         )
-        key = (record.name, record.levelno, template)
+        context = log_context.current()
+        key = (record.name, record.levelno, template, context.request_id if context else None)
         now = self._clock()
         with self._lock:
             state = self._seen.get(key)
@@ -222,6 +257,21 @@ def _exporter_from(settings: TelemetrySettings) -> SpanExporter | None:
     return None
 
 
+#: The fields of a JSON line, in this order; ``exc_info`` follows when there is a traceback.
+_JSON_FIELDS = (
+    "asctime",
+    "levelname",
+    "service",
+    "name",
+    "message",
+    "request_id",
+    "tenant_id",
+    "trace_id",
+    "span_id",
+)
+_JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+
+
 def _configure_logging(
     settings: TelemetrySettings,
     service: str,
@@ -232,18 +282,28 @@ def _configure_logging(
     # First: it keys on the message template, which the redacting filter replaces with the
     # formatted text (and dropping a record early saves redacting it).
     handler.addFilter(RateLimitFilter(repeat_interval_s))
-    if settings.log_format == "json":
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s", static_fields={"service": service}
-            )
-        )
-    else:
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
-        )
     if redact is not None:
         handler.addFilter(_RedactingFilter(redact))
+    # Last: ids are not personal data, and some (hex trace ids) look like secrets to a redactor.
+    handler.addFilter(log_context.ContextFilter(service))
+    formatter: logging.Formatter
+    if settings.log_format == "json":
+        formatter = JsonFormatter(
+            list(_JSON_FIELDS),
+            rename_fields=_JSON_NAMES,
+            # uvicorn's records carry an ANSI-coloured copy of their message.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+        )
+        # ISO 8601 in UTC with milliseconds ("2026-12-06T21:13:08.166Z"): lines of services
+        # on machines in other zones sort and join as they are.
+        formatter.converter = time.gmtime
+        formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+        formatter.default_msec_format = "%s.%03dZ"
+    else:
+        formatter = log_context.TextFormatter(
+            "%(asctime)s %(levelname)s %(service)s %(name)s: %(message)s"
+        )
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

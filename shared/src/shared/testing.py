@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import dataclasses
 import http.server
+import io
 import json
+import logging
 import re
 import shutil
 import socket
@@ -29,6 +31,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from shared.contracts import ChatRequested
+from shared.log_context import ContextFilter
 from shared.principal import Principal, StaffLevel
 
 
@@ -187,6 +190,35 @@ def redis_url() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class LogLines:
+    """What the log handler of ``shared.telemetry.setup`` writes, parsed (JSON format).
+
+    Points that handler at a buffer of its own: the stream it was built with may be one of
+    pytest's capture files, which an async fixture and its test do not share.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        handlers = [
+            h
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler)
+            and any(isinstance(f, ContextFilter) for f in h.filters)
+        ]
+        assert handlers, "shared.telemetry.setup has not configured logging"
+        for handler in handlers:
+            handler.setStream(self._buffer)
+
+    def all(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(line) for line in self._buffer.getvalue().splitlines() if line[:1] == "{"
+        ]
+
+    def saying(self, words: str) -> list[dict[str, Any]]:
+        """The lines whose message contains ``words``."""
+        return [line for line in self.all() if words in line["message"]]
 
 
 #: What a :class:`JsonStub` handler returns: the status and the JSON body.

@@ -26,6 +26,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
+from shared import log_context
 from shared.auth import AuthError, TokenService
 from shared.contracts import (
     ChatRequested,
@@ -131,6 +132,16 @@ class McpToolServer:
     ) -> types.CallToolResult:
         principal = _principal()
         request_id = uuid.uuid4()
+        # The session manager runs calls in tasks of its own, outside the HTTP request's log
+        # scope: each call is a saga of its own and gets one.
+        with log_context.scope(
+            service=self._bus.service, request_id=request_id, tenant_id=principal.tenant_id
+        ):
+            return await self._call_in_scope(principal, request_id, params)
+
+    async def _call_in_scope(
+        self, principal: Principal, request_id: uuid.UUID, params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         trail = AuditTrail(
             self._bus,
             request_id=request_id,

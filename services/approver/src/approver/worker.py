@@ -10,6 +10,7 @@ import asyncio
 import signal
 
 from shared.db import open_pool
+from shared.guardrails import redact
 from shared.telemetry import setup
 from shared.tools import default_registry
 
@@ -19,7 +20,8 @@ from .testing.failpoints import Failpoints
 
 
 async def run(settings: ApproverSettings) -> None:
-    telemetry = setup(settings.telemetry, "approver-worker")
+    # Redacted like every service's logs: a failed execution's error may quote its arguments.
+    telemetry = setup(settings.telemetry, "approver-worker", redact=redact)
     pool = await open_pool(settings.database, name="approver-worker")
     background = Background(settings, pool, default_registry(), Failpoints(settings.failpoints))
     stop = asyncio.Event()

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
+from shared import log_context
 from shared.contracts import MAX_MESSAGE_CHARS
 from shared.http_api import NON_BLANK_NO_CONTROL_CHARACTERS, CleanText, error_responses
 from shared.principal import Principal
@@ -122,6 +123,7 @@ def build_router(
         responses=error_responses(401, 404, 422, 503),
     )
     async def get_request(request_id: uuid.UUID, caller: Caller) -> dict[str, Any]:
+        log_context.bind(request_id=request_id)
         view = _view(await readable(request_id, caller))
         view["timeline"] = [_step(s) for s in await desk.timeline(request_id)]
         return view
@@ -140,6 +142,7 @@ def build_router(
         },
     )
     async def stream_request(request_id: uuid.UUID, caller: Caller) -> EventSourceResponse:
+        log_context.bind(request_id=request_id)
         await readable(request_id, caller)
 
         async def events() -> AsyncIterator[dict[str, str]]:

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from faststream.exceptions import IncorrectState
 from opentelemetry import trace
 
+from shared import log_context
 from shared.contracts import ChatRequested, Topic, derive_event_id
 from shared.messaging import EventBus, is_transient
 from shared.principal import Principal, StaffLevel
@@ -176,6 +177,9 @@ class ChatDesk:
                     "this Idempotency-Key was already used with a different message;"
                     " use a new key for a new request",
                 )
+            # From here on this HTTP request's lines (and its X-Request-ID) name the saga;
+            # not before the check above, which keeps another user's request id unrevealed.
+            log_context.bind(request_id=admission.request_id)
             if admission.kind in (AdmissionKind.NEW, AdmissionKind.REPUBLISH):
                 await self._publish(admission, chat, caller, keyed=bool(idempotency_key))
             elif admission.kind is AdmissionKind.PUBLISHING:
@@ -262,6 +266,7 @@ class ChatDesk:
                 + (" with the same Idempotency-Key" if keyed else ""),
             ) from exc
         await self._store().mark_published(request_id)
+        log.info("chat request accepted (attempt %d, %s)", admission.attempt, chat.channel)
 
     async def _await_publisher(self, request_id: uuid.UUID) -> None:
         """Another caller is publishing this attempt: wait for its outcome, bounded."""

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared import log_context
 from shared.principal import Principal
 
 from .tokens import AuthError, TokenService
@@ -24,8 +25,10 @@ def principal_dependency(tokens: TokenService) -> Callable[..., Awaitable[Princi
         if credentials is None:
             raise HTTPException(401, {"message": "missing bearer token"}, headers=_CHALLENGE)
         try:
-            return tokens.verify(credentials.credentials)
+            principal = tokens.verify(credentials.credentials)
         except AuthError as exc:
             raise HTTPException(401, {"message": str(exc)}, headers=_CHALLENGE) from None
+        log_context.bind(tenant_id=principal.tenant_id)
+        return principal
 
     return current_principal

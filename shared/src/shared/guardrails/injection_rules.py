@@ -16,7 +16,8 @@ The patterns were written from the publicly documented attack families
 jailbreaks, context / RAG override, delimiter and chat-template injection,
 obfuscation).  They were *not* fitted on a test set; they were written after
 reading the deepset training prompts, so cross-validated figures for the
-rule layer alone are somewhat optimistic (see REPORT.md).
+rule layer alone are somewhat optimistic (``docs/agent-runtime.md``, "Input: prompt injection
+and jailbreaks").
 """
 
 from __future__ import annotations

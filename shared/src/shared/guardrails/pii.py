@@ -13,7 +13,7 @@ Why this design
   or lower scores where the shape alone is ambiguous.
 * **Consequence:** names, organisations, places, street addresses and
   nationalities (PERSON, ORGANIZATION, GPE, STREET_ADDRESS, NRP) are *not*
-  detected.  See REPORT.md.
+  detected.  See ``docs/agent-runtime.md``, "Output: personal data and secrets".
 * **Secrets** (API keys, AWS keys, JWTs, bearer tokens, private-key blocks,
   ``password=...``) use well-known token formats (as in gitleaks /
   detect-secrets) so that a leaked credential is removed from logs even when
@@ -27,7 +27,8 @@ Why this design
   logged or exported without leaking the value.
 
 Public API: :class:`Span`, :class:`PIIRedactor`, module-level :func:`find`
-and :func:`redact` (default instance), :class:`RedactingLogFilter`.
+and :func:`redact` (default instance). Logs are redacted by the handler that
+``shared.telemetry.setup`` installs, with this module's :func:`redact`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ __all__ = [
     "PII_TYPES",
     "SECRET_TYPES",
     "PIIRedactor",
-    "RedactingLogFilter",
     "Span",
     "find",
     "redact",
@@ -810,34 +810,6 @@ def find(text: str) -> list[Span]:
 def redact(text: str) -> str:
     """Return ``text`` with PII and secrets replaced by ``<TYPE>`` placeholders."""
     return _DEFAULT.redact(text)
-
-
-class RedactingLogFilter(logging.Filter):
-    """``logging.Filter`` that redacts the fully formatted message of each record.
-
-    The record's ``msg`` is replaced by the redacted, already-interpolated
-    message and ``args`` cleared, so handlers/formatters downstream never see
-    the raw values.  Exception text is redacted too.  Never drops a record.
-    """
-
-    def __init__(self, redactor: PIIRedactor | None = None, name: str = "") -> None:
-        super().__init__(name)
-        self._redactor = redactor or _DEFAULT
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-        except Exception:
-            msg = str(record.msg)
-        record.msg = self._redactor.redact(msg)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self._redactor.redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self._redactor.redact(record.stack_info)
-        return True
 
 
 def redact_mapping(

@@ -36,7 +36,10 @@ def make_broker(settings: KafkaSettings, telemetry: Telemetry, *, client_id: str
             ),
             KafkaPrometheusMiddleware(registry=telemetry.registry, app_name=telemetry.service_name),
         ),
-        logger=None,  # our own log lines carry ids; FastStream's per-message lines are noise
+        # EventBus writes one line per handled message, with the saga's request, tenant and
+        # trace ids (shared.log_context); FastStream's own per-message lines would repeat it
+        # without them.
+        logger=None,
     )
 
 

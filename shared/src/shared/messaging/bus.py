@@ -11,14 +11,20 @@ order, and records audit steps.
   reason in its headers, is audited, its offset is committed, and the consumer moves on;
 - retries a failing handler with exponential backoff and jitter; transient infrastructure
   errors are retried without limit (the message is rewound, never skipped), anything else
-  is dead-lettered after ``max_attempts`` so one poisonous message cannot stall a partition.
+  is dead-lettered after ``max_attempts`` so one poisonous message cannot stall a partition;
+- handles each message (each record of a batch) inside a log scope (:mod:`shared.log_context`)
+  with the message's ``request_id`` and ``tenant_id``, and within its span, so every line the
+  handler writes names the saga and the trace; one line per handled message says so, which is
+  how a saga's ``request_id`` finds it in the log of every service it crossed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import ConsumerRecord
@@ -32,6 +38,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from shared import log_context
 from shared.contracts import (
     EVENT_OF_TOPIC,
     AuditOutcome,
@@ -60,6 +67,9 @@ NIL_REQUEST_ID = uuid.UUID(int=0)
 HEADER_REQUEST_ID = "request_id"
 HEADER_TENANT_ID = "tenant_id"
 HEADER_SCHEMA = "schema"
+
+#: A decodable record of a batch, its event and the span of its own saga's trace.
+_Decoded = tuple[ConsumerRecord[Any, Any], Any, trace.Span]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -169,9 +179,12 @@ class EventBus:
         async def on_message(msg: KafkaMessage) -> None:
             record = msg.raw_message
             assert isinstance(record, ConsumerRecord)
-            event = await self._decode_or_dead_letter(topic, event_type, record, group_id)
-            if event is not None:
-                await self._run(handler, event, topic, record, group_id)
+            # FastStream's telemetry middleware made the message's span current already.
+            with self._log_scope(record):
+                event = await self._decode_or_dead_letter(topic, event_type, record, group_id)
+                if event is not None:
+                    log_context.bind(request_id=event.request_id, tenant_id=event.tenant_id)
+                    await self._run(handler, event, topic, record, group_id)
 
         self.broker.subscriber(
             self.settings.topic(topic),
@@ -209,18 +222,17 @@ class EventBus:
         async def on_batch(msg: KafkaMessage) -> None:
             records = msg.raw_message
             batch = tuple(records) if isinstance(records, tuple | list) else (records,)
-            decoded: list[tuple[ConsumerRecord[Any, Any], Any]] = []
-            spans = []
+            decoded: list[_Decoded] = []
             for record in batch:
-                event = await self._decode_or_dead_letter(topic, event_type, record, group_id)
+                with self._log_scope(record):
+                    event = await self._decode_or_dead_letter(topic, event_type, record, group_id)
                 if event is not None:
-                    decoded.append((record, event))
-                    spans.append(self._record_span(topic, record, group_id))
+                    decoded.append((record, event, self._record_span(topic, record, group_id)))
             try:
                 if decoded:
                     await self._run_batch(handler, decoded, topic, group_id)
             finally:
-                for span in spans:
+                for _, _, span in decoded:
                     span.end()
 
         options = consumer_options(self.settings, group_id=group_id)
@@ -236,7 +248,7 @@ class EventBus:
     async def _run_batch(
         self,
         handler: Callable[[Sequence[Any]], Awaitable[None]],
-        decoded: Sequence[tuple[ConsumerRecord[Any, Any], Any]],
+        decoded: Sequence[_Decoded],
         topic: Topic,
         group_id: str,
     ) -> None:
@@ -250,10 +262,11 @@ class EventBus:
             reraise=True,
         )
         first = decoded[0][0]
+        started = time.perf_counter()
         try:
             async for attempt in retrying:
                 with attempt:
-                    await handler([event for _, event in decoded])
+                    await handler([event for _, event, _ in decoded])
         except Exception as exc:
             if is_transient(exc):
                 # Infrastructure is down: rewind the whole batch and try again later.
@@ -273,15 +286,46 @@ class EventBus:
                 exc,
             )
         else:
+            elapsed_ms = 1000 * (time.perf_counter() - started)
+            for record, event, span in decoded:
+                with self._record_scope(record, event, span):
+                    log.info(
+                        "handled %s from %s in a batch of %d in %.1f ms",
+                        event.schema_name(),
+                        topic,
+                        len(decoded),
+                        elapsed_ms,
+                    )
             return
 
         async def one(event: Any) -> None:
             await handler((event,))
 
-        for record, event in decoded:
+        for record, event, span in decoded:
             # Retries this record, dead-letters it if it still fails for a non-transient
             # reason, and raises (rewinding the whole batch) if the failure is transient.
-            await self._run(one, event, topic, record, group_id)
+            with self._record_scope(record, event, span):
+                await self._run(one, event, topic, record, group_id)
+
+    @contextlib.contextmanager
+    def _log_scope(self, record: ConsumerRecord[Any, Any]) -> Iterator[log_context.LogContext]:
+        """A log scope with the ids the headers claim (until the decoded event says)."""
+        headers = _headers_of(record)
+        with log_context.scope(
+            service=self.service,
+            request_id=headers.get(HEADER_REQUEST_ID),
+            tenant_id=headers.get(HEADER_TENANT_ID),
+        ) as scope:
+            yield scope
+
+    @contextlib.contextmanager
+    def _record_scope(
+        self, record: ConsumerRecord[Any, Any], event: Event, span: trace.Span
+    ) -> Iterator[None]:
+        """Inside one record of a batch: its log scope and its span."""
+        with self._log_scope(record), trace.use_span(span, end_on_exit=False):
+            log_context.bind(request_id=event.request_id, tenant_id=event.tenant_id)
+            yield
 
     def _record_span(
         self, topic: Topic, record: ConsumerRecord[Any, Any], group_id: str
@@ -330,9 +374,12 @@ class EventBus:
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
             reraise=True,
         )
+        started = time.perf_counter()
+        attempts = 0
         try:
             async for attempt in retrying:
                 with attempt:
+                    attempts += 1
                     await handler(payload)
         except Exception as exc:
             if is_transient(exc):
@@ -342,6 +389,14 @@ class EventBus:
             log.exception("handler failed on %s offset %s; dead-lettering", topic, record.offset)
             await self.dead_letter(
                 topic, record, group_id, reason="handler_failed", detail=repr(exc)[:500]
+            )
+        else:
+            log.info(
+                "handled %s from %s in %.1f ms (attempt %d)",
+                payload.schema_name() if isinstance(payload, Event) else type(payload).__name__,
+                topic,
+                1000 * (time.perf_counter() - started),
+                attempts,
             )
 
     async def dead_letter(
