@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.prometheus import alert_names, dashboard_queries
+
 pytestmark = pytest.mark.unit
 
 HERE = Path(__file__).resolve().parent
@@ -26,38 +28,16 @@ ALERTS = RULES / "platform-alerts.yml"
 UNIT_TESTS = HERE / "platform-alerts.test.yml"
 DASHBOARDS = HERE.parents[1] / "grafana" / "dashboards"
 
-#: What Grafana substitutes in a query, with values that make it plain PromQL.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
-
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     found = shutil.which("promtool")
     if found is None:
-        pytest.fail("promtool is not installed: apt-get install prometheus (deploy/apt-packages.txt)")
+        pytest.fail(
+            "promtool is not installed: apt-get install prometheus (deploy/apt-packages.txt)"
+        )
     return subprocess.run(
         [found, *map(str, args)], capture_output=True, text=True, check=False, timeout=120
     )
-
-
-def alert_names(path: Path = ALERTS) -> set[str]:
-    groups = yaml.safe_load(path.read_text())["groups"]
-    return {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
-
-
-def dashboard_queries() -> list[tuple[str, str, str]]:
-    """(dashboard file, panel title, query) for every target of every panel."""
-    found = []
-    for path in sorted(DASHBOARDS.glob("*.json")):
-        for panel in json.loads(path.read_text())["panels"]:
-            for target in panel.get("targets", []):
-                found.append((path.name, panel["title"], target["expr"]))
-    return found
-
-
-def plain_promql(expr: str) -> str:
-    for variable, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(variable, value)
-    return expr
 
 
 def test_promtool_accepts_every_rule_file() -> None:
@@ -81,7 +61,7 @@ def test_every_alert_has_a_unit_test_that_sees_it_fire() -> None:
         for case in test.get("alert_rule_test", [])
         if case.get("exp_alerts")
     }
-    assert alert_names() == firing
+    assert alert_names(RULES) == firing
 
 
 @pytest.mark.parametrize(
@@ -108,7 +88,9 @@ def test_the_unit_tests_catch_a_broken_rule(
     block = _rule_block(text, alert)
     assert original in block, f"{alert}: {original!r} not in its rule"
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / ALERTS.name).write_text(text.replace(block, block.replace(original, broken)))
+    (tmp_path / "rules" / ALERTS.name).write_text(
+        text.replace(block, block.replace(original, broken))
+    )
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / UNIT_TESTS.name).write_text(UNIT_TESTS.read_text())
     assert promtool("check", "rules", tmp_path / "rules" / ALERTS.name).returncode == 0
@@ -118,7 +100,9 @@ def test_the_unit_tests_catch_a_broken_rule(
 
 
 def _rule_block(text: str, alert: str) -> str:
-    match = re.search(rf"      - alert: {alert}\n.*?(?=\n      - alert: |\n  - name: |\Z)", text, re.S)
+    match = re.search(
+        rf"      - alert: {alert}\n.*?(?=\n      - alert: |\n  - name: |\Z)", text, re.S
+    )
     assert match, alert
     return match.group(0)
 
@@ -132,8 +116,8 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
             {
                 "name": "dashboard",
                 "rules": [
-                    {"record": f"dashboard:query_{i}", "expr": plain_promql(expr)}
-                    for i, (_, _, expr) in enumerate(queries)
+                    {"record": f"dashboard:query_{i}", "expr": query.promql()}
+                    for i, query in enumerate(queries)
                 ],
             }
         ]

@@ -11,6 +11,7 @@ names are the same, so the dashboard and the rules read both alike.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,18 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RULES", "PrometheusConfig", "binary", "check", "command", "render"]
+__all__ = [
+    "DASHBOARDS",
+    "RULES",
+    "PanelQuery",
+    "PrometheusConfig",
+    "alert_names",
+    "binary",
+    "check",
+    "command",
+    "dashboard_queries",
+    "render",
+]
 
 RULES = Path(__file__).resolve().parents[3] / "prometheus" / "rules"
 
@@ -82,3 +94,44 @@ def command(conf: Path, config: PrometheusConfig) -> list[str]:
 
 def _duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
+
+
+# ---------------------------------------------------------------------- rules and dashboards
+#: Grafana's dashboards (deploy/grafana/dashboards), provisioned in compose.
+DASHBOARDS = RULES.parents[1] / "grafana" / "dashboards"
+
+
+def alert_names(rules: Path = RULES) -> set[str]:
+    """Every alert of the rule files in ``rules``."""
+    names: set[str] = set()
+    for path in sorted(rules.glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            names.update(rule["alert"] for rule in group["rules"] if "alert" in rule)
+    return names
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    panel: str
+    expr: str
+
+    def promql(self, rate_interval: str = "1m", range_: str = "1h") -> str:
+        """The query as Prometheus takes it: Grafana's variables replaced."""
+        return (
+            self.expr.replace("$__rate_interval", rate_interval)
+            .replace("$__interval", rate_interval)
+            .replace("$__range", range_)
+        )
+
+
+def dashboard_queries(folder: Path = DASHBOARDS) -> list[PanelQuery]:
+    """Every target of every panel of every dashboard in ``folder``."""
+    found: list[PanelQuery] = []
+    for path in sorted(folder.glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            found.extend(
+                PanelQuery(path.name, panel["title"], target["expr"])
+                for target in panel.get("targets", [])
+            )
+    return found
