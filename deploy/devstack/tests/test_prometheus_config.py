@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -71,3 +72,17 @@ def test_compose_and_the_local_stack_scrape_the_same_jobs(tmp_path: Path) -> Non
     assert {j["job_name"] for j in compose["scrape_configs"]} == {
         j["job_name"] for j in local["scrape_configs"]
     }
+
+
+def test_a_stack_recorded_before_prometheus_existed_is_recovered_without_it(
+    tmp_path: Path,
+) -> None:
+    """Its supervisord has no prometheus program: `make up` on it must not ask for one."""
+    first = LocalStack(StackConfig.ephemeral(tmp_path, prometheus=True))
+    first._start_fresh()
+    state = json.loads(first.state_file.read_text())
+    del state["layout"]["prometheus"]
+    first.state_file.write_text(json.dumps(state))
+    again = LocalStack(StackConfig(state_dir=tmp_path))
+    assert again.recorded_layout is not None
+    assert "prometheus" not in again.program_names()

@@ -223,6 +223,10 @@ class LocalStack:
         self.recorded_layout: dict[str, Any] | None = dict(loaded.layout) if loaded else None
         for name, value in (self.recorded_layout or {}).items():
             setattr(self.config, name, value)
+        if self.recorded_layout is not None and "prometheus" not in self.recorded_layout:
+            # Started before the stack had a Prometheus: its supervisord has no such program,
+            # so recovering it must not ask for one (`make down && make up` adds it).
+            self.config.prometheus = False
 
     # ------------------------------------------------------------------ environment
     @property
