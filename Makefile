@@ -20,7 +20,7 @@ $(UV):
 install: $(UV) ## Install every package and dev tool from the lock file
 	$(UV) sync --all-packages --frozen
 
-up: install ## Run the platform locally under supervisord (GATEWAYS=N replicas); recovers a half-up stack
+up: install ## Run the platform locally under supervisord (GATEWAYS=N replicas), Prometheus on :9090; recovers a half-up stack
 	$(RUN) devstack up $(if $(GATEWAYS),--gateways $(GATEWAYS))
 
 down: ## Stop exactly what `make up` started

@@ -35,8 +35,11 @@ def test_gateway_replicas_are_programs_of_their_own_on_their_own_ports(tmp_path:
         "auditor",
         "nginx",
         "executor",
+        "prometheus",
     ]
     assert stack.service_programs()[-1] == "nginx" and stack.worker_programs() == ["executor"]
+    assert stack.prometheus_url == "http://127.0.0.1:9090"
+    assert stack.health_url("prometheus") == "http://127.0.0.1:9090/-/ready"
     assert stack.edge_url == "http://127.0.0.1:8080"
     assert stack.url("gateway") == stack.url("gateway-1") == "http://127.0.0.1:8001"
     assert stack.gateway_urls()[1:] == ["http://127.0.0.1:8012", "http://127.0.0.1:8013"]

@@ -39,12 +39,17 @@ def up(
     edge: bool = typer.Option(
         True, help="nginx on 8080 (gateways) and 8081 (approver API) in front, as in compose."
     ),
+    with_prometheus: bool = typer.Option(
+        True,
+        "--prometheus/--no-prometheus",
+        help="Prometheus on 9090 scraping every program, with compose's alert rules.",
+    ),
 ) -> None:
     """Start broker, database, topics, index and the five services; print how to use them.
 
     On a stack that is already (partly) up, start only what is missing.
     """
-    stack = LocalStack(StackConfig(nginx=edge))
+    stack = LocalStack(StackConfig(nginx=edge, prometheus=with_prometheus))
     if gateways is not None:
         if stack.recorded_layout is not None and stack.config.gateways != gateways:
             typer.echo(
@@ -84,6 +89,11 @@ def _summary(stack: LocalStack) -> None:
     for name in stack.service_programs():
         print(f"  {name:<10} {stack.url(name)}   ({stack.url(name)}/healthz, /metrics)")
     print(f"  traces     {stack.sink_url}/  (trace viewer; JSON: /traces/<trace_id>)")
+    if stack.config.prometheus:
+        print(
+            f"  metrics    {stack.prometheus_url}/  (Prometheus: every /metrics, alerts at"
+            f" {stack.prometheus_url}/alerts; dashboard queries: docs/observability.md)"
+        )
     print(f"  API docs   {stack.url('gateway')}/docs")
     print(f"  logs       {stack.config.state_dir / 'logs'}/<program>.log (rotated)")
     if stack.config.nginx:
@@ -141,7 +151,10 @@ def status_report(stack: LocalStack) -> tuple[list[str], bool]:
         programs = stack.programs()
     except SupervisorError as exc:
         return [f"supervisord is not running ({exc}); `make up` recovers the stack"], False
-    health_urls = {name: f"{stack.url(name)}/healthz" for name in stack.service_programs()}
+    health_urls = {
+        name: stack.health_url(name)
+        for name in (*stack.service_programs(), *stack.observability_programs())
+    }
     health_urls["otlp-sink"] = f"{stack.sink_url}/healthz"
     ok = True
     lines = [

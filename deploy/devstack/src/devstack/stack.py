@@ -33,7 +33,7 @@ from psycopg import conninfo
 
 from shared.db.migrate import upgrade
 
-from . import nginx, postgres, redis
+from . import nginx, postgres, prometheus, redis
 from .broker import create_topics_sync, topics_exist
 from .ports import free_port, port_open
 from .seed import seed_demo_data
@@ -61,6 +61,11 @@ DEFAULT_PORTS = {
     "approver": 8004,
     "auditor": 8005,
 }
+#: The executor has no API: it serves only ``/metrics``, on a port of its own.
+DEFAULT_EXECUTOR_METRICS_PORT = 8006
+#: The variable the executor (``python -m approver.worker``) reads its metrics port from. Not
+#: under ``APPROVER_``: the approver's settings forbid names they do not know.
+EXECUTOR_METRICS_PORT_ENV = "EXECUTOR_METRICS_PORT"
 #: gateway-N for N >= 2 listens on 8010 + N (gateway-2 on 8012, gateway-3 on 8013, ...): the
 #: last digit is the replica's number. gateway-1 keeps the gateway's port, 8001.
 GATEWAY_REPLICA_PORT_BASE = 8010
@@ -117,14 +122,22 @@ class StackConfig:
     #: share one Redis would otherwise serve each other's cached answers, computed on another
     #: database by other code (an eval once scored answers cached by an earlier checkout).
     cache_namespace: str = "platform"
+    executor_metrics_port: int = DEFAULT_EXECUTOR_METRICS_PORT
+    #: Debian's Prometheus scraping every program, with the alert rules of compose
+    #: (:mod:`devstack.prometheus`).
+    prometheus: bool = True
+    prometheus_port: int = 9090
+    prometheus_scrape_interval_s: float = 10.0
 
     @classmethod
     def ephemeral(cls, state_dir: Path, *, gateways: int = 1, **kwargs: Any) -> StackConfig:
         """Random free ports and a unique database name: for tests next to a running stack.
 
-        No nginx unless asked for (``nginx=True``): most tests talk to the replicas directly.
+        No nginx and no Prometheus unless asked for (``nginx=True``, ``prometheus=True``): most
+        tests talk to the replicas directly and read no metrics.
         """
         kwargs.setdefault("nginx", False)
+        kwargs.setdefault("prometheus", False)
         return cls(
             state_dir=state_dir,
             kafka_port=free_port(),
@@ -138,6 +151,8 @@ class StackConfig:
             nginx_port=free_port(),
             nginx_approver_port=free_port(),
             redis_port=free_port(),
+            executor_metrics_port=free_port(),
+            prometheus_port=free_port(),
             cache_namespace=f"e2e-{os.getpid()}-{secrets.token_hex(3)}",
             drop_database=True,
             **kwargs,
@@ -174,6 +189,10 @@ _LAYOUT = (
     "redis_port",
     "private_redis",
     "cache_namespace",
+    "executor_metrics_port",
+    "prometheus",
+    "prometheus_port",
+    "prometheus_scrape_interval_s",
 )
 
 
@@ -204,6 +223,10 @@ class LocalStack:
         self.recorded_layout: dict[str, Any] | None = dict(loaded.layout) if loaded else None
         for name, value in (self.recorded_layout or {}).items():
             setattr(self.config, name, value)
+        if self.recorded_layout is not None and "prometheus" not in self.recorded_layout:
+            # Started before the stack had a Prometheus: its supervisord has no such program,
+            # so recovering it must not ask for one (`make down && make up` adds it).
+            self.config.prometheus = False
 
     # ------------------------------------------------------------------ environment
     @property
@@ -246,6 +269,7 @@ class LocalStack:
             *self.infrastructure_programs(),
             *self.service_programs(),
             *self.worker_programs(),
+            *self.observability_programs(),
         ]
 
     def infrastructure_programs(self) -> list[str]:
@@ -267,6 +291,10 @@ class LocalStack:
         """Programs without an HTTP port: the executor (RUNNING is all there is to check)."""
         return list(_WORKERS)
 
+    def observability_programs(self) -> list[str]:
+        """Prometheus, started once the programs it scrapes are up (ready at ``/-/ready``)."""
+        return ["prometheus"] if self.config.prometheus else []
+
     def _http_ports(self) -> dict[str, int]:
         replicas = zip(self.gateway_programs(), self.config.gateway_ports(), strict=True)
         ports = {
@@ -277,7 +305,38 @@ class LocalStack:
         if self.config.nginx:
             # /healthz through nginx answers once a gateway replica behind it does.
             ports["nginx"] = self.config.nginx_port
+        if self.config.prometheus:
+            ports["prometheus"] = self.config.prometheus_port
         return ports
+
+    def health_url(self, name: str) -> str:
+        # Prometheus has no /healthz; /-/ready answers once it serves queries.
+        path = "/-/ready" if self._program(name) == "prometheus" else "/healthz"
+        return f"{self.url(name)}{path}"
+
+    @property
+    def prometheus_url(self) -> str:
+        if not self.config.prometheus:
+            raise LookupError("this stack runs without Prometheus")
+        return self.url("prometheus")
+
+    def metrics_targets(self) -> dict[str, list[str]]:
+        """Where each job's ``/metrics`` is: compose's job names, one target per process."""
+        c = self.config
+        return {
+            "gateway": [f"127.0.0.1:{p}" for p in c.gateway_ports()],
+            **{s: [f"127.0.0.1:{c.ports[s]}"] for s in SERVICES if s != "gateway"},
+            "executor": [f"127.0.0.1:{c.executor_metrics_port}"],
+        }
+
+    def prometheus_config(self) -> prometheus.PrometheusConfig:
+        c = self.config
+        return prometheus.PrometheusConfig(
+            targets=self.metrics_targets(),
+            listen=f"127.0.0.1:{c.prometheus_port}",
+            data_dir=c.state_dir / "prometheus" / "data",
+            scrape_interval_s=c.prometheus_scrape_interval_s,
+        )
 
     @property
     def edge_url(self) -> str:
@@ -355,7 +414,10 @@ class LocalStack:
             )
         # The approver API leaves execution, relay and sweeps to the executor program, as the
         # approver and executor services split them in compose.
-        only_api = {"approver": {"APPROVER_BACKGROUND": "false"}}
+        only_api = {
+            "approver": {"APPROVER_BACKGROUND": "false"},
+            "executor": {EXECUTOR_METRICS_PORT_ENV: str(self.config.executor_metrics_port)},
+        }
         programs.extend(
             Program(
                 service,
@@ -379,7 +441,32 @@ class LocalStack:
             programs.append(
                 Program("nginx", shlex.join(argv), directory=REPO, priority=_EDGE_PRIORITY)
             )
+        if self.config.prometheus:
+            argv = prometheus.command(self._prometheus_conf_path, self.prometheus_config())
+            programs.append(
+                Program("prometheus", shlex.join(argv), directory=REPO, priority=_SINK_PRIORITY)
+            )
         return programs
+
+    @property
+    def _prometheus_conf_path(self) -> Path:
+        return self.config.state_dir / "prometheus" / "prometheus.yml"
+
+    def _write_prometheus_config(self) -> None:
+        if not self.config.prometheus:
+            return
+        if prometheus.binary() is None:
+            raise RuntimeError(
+                "prometheus is not installed (Debian: apt-get install prometheus;"
+                " deploy/apt-packages.txt), or start without it: devstack up --no-prometheus"
+            )
+        config = self.prometheus_config()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self._prometheus_conf_path
+        conf.write_text(prometheus.render(config))
+        checked = prometheus.check(conf)
+        if checked.returncode != 0:
+            raise RuntimeError(f"promtool refused {conf}: {checked.stdout}{checked.stderr}")
 
     # ------------------------------------------------------------------ lifecycle
     def up(self, *, timeout: float = 180.0) -> list[str]:
@@ -404,6 +491,7 @@ class LocalStack:
                 print(f"  recovering the stack recorded in {self.state_file}")
             actions += self._prepare_database()
             self._write_nginx_config()
+            self._write_prometheus_config()
             self._save()
             supervisor = self.supervisor
             actions += supervisor.ensure()
@@ -426,7 +514,13 @@ class LocalStack:
                 self.state.index_ready = True
                 self._save()
             actions += _started(
-                supervisor.start_programs([*self.service_programs(), *self.worker_programs()])
+                supervisor.start_programs(
+                    [
+                        *self.service_programs(),
+                        *self.worker_programs(),
+                        *self.observability_programs(),
+                    ]
+                )
             )
             self.wait_healthy(timeout=timeout)
         except BaseException:
@@ -473,6 +567,7 @@ class LocalStack:
             ports["postgres"] = self.config.fallback_pg_port
         if self.config.nginx:
             ports["nginx (approver)"] = self.config.nginx_approver_port
+        ports["executor (metrics)"] = self.config.executor_metrics_port
         return ports
 
     def _write_nginx_config(self) -> None:
@@ -607,7 +702,7 @@ class LocalStack:
         if "broker" in wanted:
             wanted.remove("broker")
             self._wait_broker(timeout=timeout)
-        pending = {name: f"{self.url(name)}/healthz" for name in wanted}
+        pending = {name: self.health_url(name) for name in wanted}
         supervisor = self.supervisor
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
