@@ -15,6 +15,7 @@ from shared.telemetry import current_trace_id
 
 from .api import build_router
 from .deadlines import DeadlineSweeper
+from .metrics import SagaMetrics
 from .progress import ProgressHub
 from .repository import RequestRepository
 from .settings import GatewaySettings
@@ -29,8 +30,10 @@ def build_service(settings: GatewaySettings, **overrides: Any) -> Service:
     service.on_startup(progress.start)
     service.on_shutdown(progress.stop)
 
+    saga_metrics = SagaMetrics(service.telemetry.meter("gateway"))
+
     def repository() -> RequestRepository:
-        return RequestRepository(db.pool)
+        return RequestRepository(db.pool, saga_metrics)
 
     # The status projection: one consumer group shared by all replicas, so each step is
     # applied once; every replica hears the NOTIFY and wakes its own waiters.
