@@ -40,15 +40,15 @@ async def _scrape(harness: Harness) -> str:
 
 
 async def test_every_agent_metric_is_on_metrics_with_its_labels(harness: Harness) -> None:
-    await harness.ask(retrieved("How long is the warranty on the stove?", kb_chunks("hp-stove-faq")))
+    await harness.ask(
+        retrieved("How long is the warranty on the stove?", kb_chunks("hp-stove-faq"))
+    )
     await harness.ask(retrieved("Where is my order HP-10023?", kb_chunks("hp-order-tracking")))
     # A high-risk request whose online model fails: a fallback to the offline model.
     object.__setattr__(
         harness.agent.ports, "tiers", ModelTiers(ExtractiveModel(), small=_BrokenModel())
     )
-    await harness.ask(
-        retrieved("How do I track my order?", kb_chunks("hp-order-tracking"))
-    )
+    await harness.ask(retrieved("How do I track my order?", kb_chunks("hp-order-tracking")))
     # Not JSON: dead-lettered.
     await harness.broker.publish(b"{oops", topic=Topic.RETRIEVED.value)
 
@@ -74,9 +74,12 @@ async def test_every_agent_metric_is_on_metrics_with_its_labels(harness: Harness
     assert all("route" in s and "gen_ai_request_model" in s for s in durations)
     assert any(s.get("error_type") == "http_400" for s in durations), "the failed call is timed"
 
-    assert sample_value(
-        text, "agent_model_fallbacks_total", from_model="small", to_model="extractive-v3"
-    ) == 1
+    assert (
+        sample_value(
+            text, "agent_model_fallbacks_total", from_model="small", to_model="extractive-v3"
+        )
+        == 1
+    )
     assert {s["route"] for s in samples["agent_model_fallbacks_total"]} == {"routine"}
 
     tools = samples["platform_tool_duration_seconds_count"]
@@ -116,6 +119,7 @@ async def test_an_unknown_tool_is_counted_as_unknown_never_by_the_name_asked(
         request_id="r1",
         user_message="hi",
     )
+
     class _Sink:
         def record(self, *args: object, **kwargs: object) -> None:
             pass
@@ -124,6 +128,9 @@ async def test_an_unknown_tool_is_counted_as_unknown_never_by_the_name_asked(
     assert outcome.status == "unknown_tool"
     text = await _scrape(harness)
     assert "drop_all_tables" not in text
-    assert sample_value(
-        text, "platform_tool_duration_seconds_count", tool="unknown", outcome="refused"
-    ) == 1
+    assert (
+        sample_value(
+            text, "platform_tool_duration_seconds_count", tool="unknown", outcome="refused"
+        )
+        == 1
+    )

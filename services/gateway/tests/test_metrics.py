@@ -102,7 +102,9 @@ async def test_a_settled_request_is_counted_once_with_its_duration_and_http_metr
 
     samples = scrape(text)
     http = samples["http_server_request_duration_seconds_count"]
-    routes = {(s["http_route"], s["http_request_method"], s["http_response_status_code"]) for s in http}
+    routes = {
+        (s["http_route"], s["http_request_method"], s["http_response_status_code"]) for s in http
+    }
     assert ("/v1/chat", "POST", "202") in routes
     assert ("/v1/requests/{request_id}", "GET", "200") in routes, "the template, not the id"
     assert not any(request_id in str(s) for s in http), "no request id in any label"

@@ -72,8 +72,11 @@ _BROKER_PRIORITY = 10
 _SINK_PRIORITY = 20
 _SERVICE_PRIORITY = 100
 _EDGE_PRIORITY = 200
-#: Programs without an HTTP port (nothing to probe: RUNNING is all supervisord can say).
+#: Programs that are no service (no API, no consumer), started after the services: the
+#: executor, which serves only /healthz and /metrics (on ``StackConfig.executor_metrics_port``).
 _WORKERS = ("executor",)
+#: The executor's /metrics and /healthz in the default stack (``make up``).
+EXECUTOR_METRICS_PORT = 8006
 
 
 @dataclass
@@ -86,6 +89,8 @@ class StackConfig:
     otlp_port: int = 4318
     #: One port per service; the gateway's is the first replica's.
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    #: The executor worker's /metrics and /healthz (``APPROVER_EXECUTOR__METRICS_PORT``).
+    executor_metrics_port: int = EXECUTOR_METRICS_PORT
     #: Gateway replicas, each its own supervised program (gateway-1, gateway-2, ...).
     gateways: int = 1
     #: Ports of gateway-2 .. gateway-N; empty: GATEWAY_REPLICA_PORT_BASE + N.
@@ -130,6 +135,7 @@ class StackConfig:
             kafka_port=free_port(),
             otlp_port=free_port(),
             ports={s: free_port() for s in SERVICES},
+            executor_metrics_port=free_port(),
             gateways=gateways,
             replica_ports=[free_port() for _ in range(gateways - 1)],
             control_port=free_port(),
@@ -264,7 +270,8 @@ class LocalStack:
         return [*names, "nginx"] if self.config.nginx else names
 
     def worker_programs(self) -> list[str]:
-        """Programs without an HTTP port: the executor (RUNNING is all there is to check)."""
+        """Programs started after the services: the executor (its HTTP port serves only
+        /healthz and /metrics)."""
         return list(_WORKERS)
 
     def _http_ports(self) -> dict[str, int]:
@@ -272,6 +279,7 @@ class LocalStack:
         ports = {
             **dict(replicas),
             **{s: p for s, p in self.config.ports.items() if s != "gateway"},
+            "executor": self.config.executor_metrics_port,
             "otlp-sink": self.config.otlp_port,
         }
         if self.config.nginx:
@@ -355,7 +363,10 @@ class LocalStack:
             )
         # The approver API leaves execution, relay and sweeps to the executor program, as the
         # approver and executor services split them in compose.
-        only_api = {"approver": {"APPROVER_BACKGROUND": "false"}}
+        only_api = {
+            "approver": {"APPROVER_BACKGROUND": "false"},
+            "executor": {"APPROVER_EXECUTOR__METRICS_PORT": str(self.config.executor_metrics_port)},
+        }
         programs.extend(
             Program(
                 service,

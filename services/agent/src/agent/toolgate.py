@@ -35,8 +35,6 @@ from pydantic import JsonValue
 
 from shared.contracts import AuditOutcome, ProposedAction
 from shared.principal import Principal, StaffLevel
-from shared.tools.metrics import ToolMetrics
-from shared.tools.metrics import ToolOutcome as ToolMetricOutcome
 from shared.tools import (
     ToolArgumentError,
     ToolContext,
@@ -46,6 +44,8 @@ from shared.tools import (
     ToolRegistry,
     ToolSpec,
 )
+from shared.tools.metrics import ToolMetrics
+from shared.tools.metrics import ToolOutcome as ToolMetricOutcome
 
 from .intents import is_action_request
 from .metrics import AgentMetrics
@@ -178,7 +178,9 @@ class ToolGateway:
         self._metrics.tool_calls.add(
             1, {"tool": tool, "status": outcome.status, "origin": request.origin}
         )
-        self._timings.record(tool, _OUTCOME.get(outcome.status, "refused"), time.perf_counter() - started)
+        self._timings.record(
+            tool, _OUTCOME.get(outcome.status, "refused"), time.perf_counter() - started
+        )
         return outcome
 
     async def _guard(self, request: ToolRequest) -> tuple[ToolOutcome | None, ToolSpec[Any] | None]:

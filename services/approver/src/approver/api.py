@@ -27,6 +27,7 @@ from shared.principal import Principal, StaffLevel
 
 from .decision_span import decision_span, link_to_saga
 from .domain import Approval, ApprovalStatus, DecisionError, Verdict, check_signer, sign
+from .metrics import ApproverMetrics, Outcome
 from .objects import ActionContext, ActionInspector, Subject
 from .policy import ApprovalPolicy
 from .store import ApprovalQuery, ApprovalStore
@@ -137,6 +138,7 @@ def build_router(
     bus: EventBus,
     clock: Callable[[], datetime],
     inspector: Callable[[], ActionInspector | None] = lambda: None,
+    metrics: ApproverMetrics | None = None,
 ) -> APIRouter:
     """``authenticate`` is ``shared.auth.http.principal_dependency(tokens)``."""
     router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
@@ -242,6 +244,12 @@ def build_router(
                 )
                 link_to_saga(span, transition.approval.trace)
                 span.set_attribute("request_id", str(transition.approval.request_id))
+            decided = transition.approval
+            if metrics is not None and transition.final and decided.decided_at is not None:
+                outcome: Outcome = (
+                    "rejected" if decided.status is ApprovalStatus.REJECTED else "approved"
+                )
+                metrics.decided(outcome, decided.created_at, decided.decided_at)
         except DecisionError as exc:
             await audit_denied(
                 exc.approval.request_id if exc.approval else NIL_REQUEST_ID,

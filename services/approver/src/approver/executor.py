@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -26,11 +27,21 @@ from shared.contracts import AuditOutcome, Decision, ExecutionResult
 from shared.db import Pool
 from shared.messaging import is_transient
 from shared.settings import KafkaSettings
-from shared.tools import ToolContext, ToolError, ToolRegistry
+from shared.tools import (
+    ToolArgumentError,
+    ToolContext,
+    ToolError,
+    ToolInvariantError,
+    ToolNotFound,
+    ToolPermissionError,
+    ToolRegistry,
+)
+from shared.tools.metrics import ToolOutcome
 from shared.tools.registry import TransientToolError
 
 from .domain import SERVICE, Approval, ApprovalStatus, audit_event, decided_event
 from .failpoints import Failpoints
+from .metrics import ApproverMetrics
 from .repository import enqueue_all, lock_approvals, save_state
 from .settings import ExecutorSettings
 from .store import OutboxEvent
@@ -49,7 +60,10 @@ class Executor:
         kafka: KafkaSettings,
         settings: ExecutorSettings,
         failpoints: Failpoints,
+        *,
+        metrics: ApproverMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._pool = pool
         self._registry = registry
         self._kafka = kafka
@@ -88,6 +102,8 @@ class Executor:
             except _RetryLater as retry:
                 await self._count_attempt(retry.approval, retry.cause)
                 return True
+        if self._metrics is not None:  # committed: the result is counted once
+            self._metrics.executed(succeeded=done.status is ApprovalStatus.EXECUTED)
         self._failpoints.hit("execute.after_commit")
         return True
 
@@ -104,6 +120,7 @@ class Executor:
                     "request_id": str(approval.request_id),
                 },
             ):
+                started = time.perf_counter()
                 try:
                     # A savepoint: a tool that fails part-way leaves nothing behind.
                     async with conn.transaction():
@@ -119,17 +136,26 @@ class Executor:
                         )
                         self._failpoints.hit("execute.after_effect")
                 except (TransientToolError, TimeoutError) as exc:
+                    self._timed(approval.tool, "failed", started)
                     raise _RetryLater(approval, exc) from exc
                 except ToolError as exc:
+                    refused = isinstance(exc, _REFUSALS)
+                    self._timed(approval.tool, "refused" if refused else "failed", started)
                     return _finished(approval, None, f"{exc.code}: {exc}")
                 except Exception as exc:
+                    self._timed(approval.tool, "failed", started)
                     if is_transient(exc):
                         raise
                     raise _RetryLater(approval, exc) from exc
+                self._timed(approval.tool, "ok", started)
         finally:
             context.detach(token)
         again = "" if result.created else " (found done under the same key: not repeated)"
         return _finished(approval, result.effect_id or "", f"{approval.tool} done{again}")
+
+    def _timed(self, tool: str, outcome: ToolOutcome, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.tools.record(tool, outcome, time.perf_counter() - started)
 
     async def _count_attempt(self, approval: Approval, cause: BaseException) -> None:
         """Count a failed run; fail the action once it has used up its attempts."""
@@ -150,6 +176,13 @@ class Executor:
             )
             await save_state(conn, done)
             await enqueue_all(conn, self._kafka, _announce(done), trace=done.trace)
+        if self._metrics is not None:
+            self._metrics.executed(succeeded=False)
+
+
+#: Errors by which a tool refuses to act (the caller may not, the arguments or the object's
+#: state forbid it), as opposed to failing while it acts.
+_REFUSALS = (ToolPermissionError, ToolArgumentError, ToolInvariantError, ToolNotFound)
 
 
 class _RetryLater(Exception):

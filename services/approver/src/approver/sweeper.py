@@ -17,6 +17,7 @@ from shared.settings import KafkaSettings
 
 from .domain import SERVICE, ApprovalStatus, audit_event, decided_event
 from .failpoints import Failpoints
+from .metrics import ApproverMetrics
 from .repository import enqueue_all, lock_approvals, save_state
 
 __all__ = ["Sweeper"]
@@ -35,7 +36,9 @@ class Sweeper:
         *,
         interval_s: float,
         outbox_retention: timedelta,
+        metrics: ApproverMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._pool = pool
         self._kafka = kafka
         self._failpoints = failpoints
@@ -83,6 +86,9 @@ class Sweeper:
                     )
                 if due:
                     self._failpoints.hit("sweep.before_commit")
+            if self._metrics is not None:  # committed: each expiry is counted once
+                for approval in due:
+                    self._metrics.decided("expired", approval.created_at, now)
             total += len(due)
             if len(due) < _BATCH:
                 return total

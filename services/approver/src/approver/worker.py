@@ -1,36 +1,105 @@
-"""``python -m approver.worker``: the executor, outbox relay and sweeper, without HTTP or intake.
+"""``python -m approver.worker``: the executor, outbox relay and sweeper, without intake.
 
 For deployments that scale execution apart from the API, and for the fault test, which
 restarts it dozens of times: it starts in about a second and stops on SIGTERM.
+
+It serves ``/metrics`` (executions, write-tool timings, expiries) and ``/healthz`` (the
+database answers) on ``APPROVER_EXECUTOR__METRICS_HOST``/``__METRICS_PORT``: no API, so the
+small HTTP server is its own, on the same event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
 
-from shared.db import open_pool
-from shared.telemetry import setup
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import REGISTRY, generate_latest
+
+from shared.db import Pool, open_pool
+from shared.telemetry import Telemetry, setup
 from shared.tools import default_registry
 
 from .background import Background
 from .failpoints import Failpoints
+from .metrics import ApproverMetrics
 from .settings import ApproverSettings
+
+SERVICE = "approver-worker"
+
+
+def ops_app(telemetry: Telemetry, pool: Pool, background: Background) -> FastAPI:
+    """``/metrics`` and ``/healthz`` of the worker."""
+    app = FastAPI(title="Approver worker", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body = generate_latest(telemetry.registry) + generate_latest(REGISTRY)
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        database = False
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(0.8), pool.connection() as conn:
+                await conn.execute("SELECT 1")
+                database = True
+        loops = background.running()
+        ok = database and loops
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "unavailable",
+                "service": SERVICE,
+                "checks": {"database": database, "loops": loops},
+            },
+            status_code=200 if ok else 503,
+        )
+
+    return app
+
+
+class _QuietServer(uvicorn.Server):
+    """Signals are the worker's (stop the loops, then the server), not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def run(settings: ApproverSettings) -> None:
-    telemetry = setup(settings.telemetry, "approver-worker")
-    pool = await open_pool(settings.database, name="approver-worker")
-    background = Background(settings, pool, default_registry(), Failpoints(settings.failpoints))
+    telemetry = setup(settings.telemetry, SERVICE)
+    pool = await open_pool(settings.database, name=SERVICE)
+    registry = default_registry()
+    metrics = ApproverMetrics(telemetry.meter("approver"), registry)
+    background = Background(
+        settings, pool, registry, Failpoints(settings.failpoints), metrics=metrics
+    )
+    server = _QuietServer(
+        uvicorn.Config(
+            ops_app(telemetry, pool, background),
+            host=settings.executor.metrics_host,
+            port=settings.executor.metrics_port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await background.start()
+    serving = asyncio.create_task(server.serve(), name="approver-worker-http")
     try:
         await stop.wait()
     finally:
         await background.stop()
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
         await pool.close()
         telemetry.tracer_provider.force_flush(5_000)
 

@@ -83,7 +83,7 @@ INSERT INTO gateway.requests AS r
 VALUES (%(request_id)s, %(tenant_id)s, %(user_id)s, %(status)s, %(trace_id)s, %(result)s, now())
 ON CONFLICT (request_id) DO NOTHING
 RETURNING r.request_id, r.status, {_AGE_S}
-"""
+"""  # noqa: S608 - a constant expression only
 
 #: The status of each row before a change, read under the lock the change needs anyway (in
 #: request id order, so two transactions locking overlapping sets cannot deadlock).

@@ -120,9 +120,7 @@ class HybridSearcher:
                 vector, degraded = None, ["dense"]
         with timed(self.metrics, "search"):
             sparse_hits = self.index.search_sparse(self.bm25.query(query), scope, limit)
-            dense_hits = (
-                self.index.search_dense(vector, scope, limit) if vector is not None else []
-            )
+            dense_hits = self.index.search_dense(vector, scope, limit) if vector is not None else []
             stage_scores = {
                 "bm25": {h.chunk_id: h.score for h in sparse_hits},
                 "dense": {h.chunk_id: h.score for h in dense_hits},

@@ -38,4 +38,6 @@ class ToolMetrics:
         return name if name in self._known else "unknown"
 
     def record(self, tool: str, outcome: ToolOutcome, seconds: float) -> None:
-        self._duration.record(max(0.0, seconds), {"tool": self.tool_label(tool), "outcome": outcome})
+        self._duration.record(
+            max(0.0, seconds), {"tool": self.tool_label(tool), "outcome": outcome}
+        )
