@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -32,8 +32,9 @@ from .settings import ApproverSettings
 SERVICE = "approver-worker"
 
 
-def ops_app(telemetry: Telemetry, pool: Pool, background: Background) -> FastAPI:
-    """``/metrics`` and ``/healthz`` of the worker."""
+def ops_app(telemetry: Telemetry, pool: Pool, loops_running: Callable[[], bool]) -> FastAPI:
+    """``/metrics`` and ``/healthz`` of the worker (healthy: the database answers and
+    ``loops_running()``, i.e. no background loop died)."""
     app = FastAPI(title="Approver worker", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/metrics")
@@ -48,7 +49,7 @@ def ops_app(telemetry: Telemetry, pool: Pool, background: Background) -> FastAPI
             async with asyncio.timeout(0.8), pool.connection() as conn:
                 await conn.execute("SELECT 1")
                 database = True
-        loops = background.running()
+        loops = loops_running()
         ok = database and loops
         return JSONResponse(
             {
@@ -80,7 +81,7 @@ async def run(settings: ApproverSettings) -> None:
     )
     server = _QuietServer(
         uvicorn.Config(
-            ops_app(telemetry, pool, background),
+            ops_app(telemetry, pool, background.running),
             host=settings.executor.metrics_host,
             port=settings.executor.metrics_port,
             log_level="warning",
