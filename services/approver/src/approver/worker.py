@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable, Iterator
 
@@ -30,6 +31,8 @@ from .metrics import ApproverMetrics
 from .settings import ApproverSettings
 
 SERVICE = "approver-worker"
+
+log = logging.getLogger(__name__)
 
 
 def ops_app(telemetry: Telemetry, pool: Pool, loops_running: Callable[[], bool]) -> FastAPI:
@@ -71,6 +74,21 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+async def _serve(server: uvicorn.Server) -> None:
+    """Serve /metrics and /healthz; a port that cannot be bound stops the server, not the
+    executor (uvicorn exits the process on a bind error otherwise)."""
+    try:
+        await server.serve()
+    except SystemExit:
+        config = server.config
+        log.error(  # noqa: TRY400 - uvicorn logged the OSError; its SystemExit says nothing
+            "the worker's /metrics and /healthz are not served: %s:%s could not be bound"
+            " (APPROVER_EXECUTOR__METRICS_PORT); executing without them",
+            config.host,
+            config.port,
+        )
+
+
 async def run(settings: ApproverSettings) -> None:
     telemetry = setup(settings.telemetry, SERVICE)
     pool = await open_pool(settings.database, name=SERVICE)
@@ -93,7 +111,7 @@ async def run(settings: ApproverSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await background.start()
-    serving = asyncio.create_task(server.serve(), name="approver-worker-http")
+    serving = asyncio.create_task(_serve(server), name="approver-worker-http")
     try:
         await stop.wait()
     finally:
