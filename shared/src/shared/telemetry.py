@@ -2,7 +2,9 @@
 
 Spans leave through OTLP/HTTP (to a collector in production, to the dev stack's span sink
 locally). Metrics are exposed in Prometheus format on each service's ``/metrics``: FastStream's
-Prometheus middleware and OpenTelemetry instruments (GenAI token usage, ...) share one registry.
+Prometheus middleware and OpenTelemetry instruments (GenAI token usage, ...) share one registry;
+HTTP server metrics come from OpenTelemetry's FastAPI instrumentation (:func:`instrument_http`).
+Every metric, its owner and labels: ``docs/metrics.md``.
 
 Logs go to stderr through one handler that redacts personal data and bounds the rate of
 repeated records (:class:`RateLimitFilter`): during a broker outage aiokafka logs the same
