@@ -60,6 +60,24 @@ def test_every_program_runs_and_status_says_so(stack: LocalStack) -> None:
     assert any(line.startswith("gateway-2 ") and "RUNNING" in line for line in lines)
 
 
+def test_every_service_and_the_executor_serve_their_metrics(stack: LocalStack) -> None:
+    """Each consuming service reports the lag of its own groups on its /metrics (the figures
+    refresh every 5 s), the executor worker answers /healthz and /metrics on its own port."""
+    assert httpx.get(f"{stack.url('executor')}/healthz", timeout=5).status_code == 200
+    metrics = httpx.get(f"{stack.url('executor')}/metrics", timeout=5)
+    assert metrics.status_code == 200 and "process_resident_memory_bytes" in metrics.text
+    consumers = {"gateway", "retriever", "agent", "approver", "auditor"}
+    deadline = time.monotonic() + 30
+    missing = set(consumers)
+    while missing and time.monotonic() < deadline:
+        for name in sorted(missing):
+            text = httpx.get(f"{stack.url(name)}/metrics", timeout=5).text
+            if "platform_kafka_consumer_lag{" in text:
+                missing.discard(name)
+        time.sleep(0.5)
+    assert not missing, f"no consumer lag on the /metrics of {sorted(missing)}"
+
+
 def test_a_killed_service_comes_back_by_itself_and_the_others_keep_running(
     stack: LocalStack,
 ) -> None:

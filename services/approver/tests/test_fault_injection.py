@@ -128,6 +128,8 @@ def _env(kafka: KafkaSettings, db: str, **extra: str) -> dict[str, str]:
         "APPROVER_RELAY__POLL_INTERVAL_S": "0.2",
         "APPROVER_EXECUTOR__POLL_INTERVAL_S": "0.2",
         "APPROVER_SWEEP_INTERVAL_S": "0.5",
+        # The worker's /metrics on any free port: never the fixed one of a running stack.
+        "APPROVER_EXECUTOR__METRICS_PORT": "0",
         **extra,
     }
 

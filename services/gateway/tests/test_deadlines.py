@@ -39,7 +39,7 @@ from shared.db import Pool, open_pool
 from shared.principal import Principal
 from shared.service import Service
 from shared.settings import AuthSettings, DatabaseSettings, KafkaSettings, SagaSettings
-from shared.testing import eventually
+from shared.testing import eventually, sample_value
 
 from .builders import decided
 
@@ -323,6 +323,17 @@ async def test_an_unpublished_request_without_a_key_times_out_at_the_gateway(
     )
     assert audit["body"]["details"]["stalled_at"] == "gateway (publish)"
     assert not [m for m in probe.on("request") if m["body"]["request_id"] == request_id]
+    # The replica whose sweep ended it counted it (the shared test database may hold other
+    # tests' stalled requests, which these sweepers end too: at least one, then).
+    timed_out = 0.0
+    for replica in cluster.replicas:
+        text = (await replica.client.get("/metrics")).text
+        timed_out += sample_value(text, "platform_saga_requests_total", outcome="timed_out")
+        timed_out_s = sample_value(text, "platform_saga_duration_seconds_sum", outcome="timed_out")
+        count = sample_value(text, "platform_saga_duration_seconds_count", outcome="timed_out")
+        if count:
+            assert timed_out_s / count >= ANSWER_DEADLINE_S, "timed out at the deadline, not before"
+    assert timed_out >= 1
 
 
 async def test_a_pending_approval_times_out_at_its_own_deadline_and_stays_timed_out(

@@ -35,8 +35,9 @@ from shared.db import Pool, open_pool
 from shared.guardrails import redact as default_log_redact
 from shared.log_context import LogContextMiddleware
 from shared.messaging import EventBus, is_transient, make_broker
+from shared.messaging.metrics import ConsumerLag, MessagingMetrics
 from shared.settings import ServiceSettings
-from shared.telemetry import Redactor, Telemetry, setup
+from shared.telemetry import Redactor, Telemetry, instrument_http, setup
 
 __all__ = ["BodyLimitMiddleware", "Database", "Service"]
 
@@ -65,7 +66,15 @@ class Service:
             settings.telemetry, name, redact=redact or default_log_redact
         )
         self.broker = broker or make_broker(settings.kafka, self.telemetry, client_id=name)
-        self.bus = EventBus(self.broker, settings.kafka, service=name)
+        meter = self.telemetry.meter("shared.messaging")
+        self.consumer_lag = ConsumerLag(meter)
+        self.bus = EventBus(
+            self.broker,
+            settings.kafka,
+            service=name,
+            metrics=MessagingMetrics(meter),
+            lag=self.consumer_lag,
+        )
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._checks: dict[str, Check] = {"broker": self._broker_alive}
@@ -112,6 +121,7 @@ class Service:
                 await hook()
                 started.append(hook)
             await self.broker.start()
+            await self.consumer_lag.start()
             # One synchronous round first, so /healthz never answers from an empty view.
             self._health_view = (await self.health(), time.monotonic())
             self._health_task = asyncio.create_task(
@@ -123,6 +133,7 @@ class Service:
         finally:
             self.started.clear()
             await self._stop_health()
+            await self.consumer_lag.stop()
             await self.broker.stop()
             for hook in reversed(self._shutdown):
                 try:
@@ -183,7 +194,9 @@ class Service:
 
         app = FastAPI(title=title or f"{self.name} service", lifespan=lifespan, **fastapi_kwargs)
         app.add_middleware(BodyLimitMiddleware, max_bytes=self.settings.http.max_body_bytes)
-        # Outermost: every line of a request, a refused body's included, carries its ids.
+        instrument_http(app, self.telemetry)
+        # Added last, so outside the body limit: every line of a request, a refused body's
+        # included, carries its ids.
         app.add_middleware(LogContextMiddleware, service=self.name)
         _install_error_handlers(app)
 

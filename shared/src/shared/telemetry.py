@@ -2,7 +2,9 @@
 
 Spans leave through OTLP/HTTP (to a collector in production, to the dev stack's span sink
 locally). Metrics are exposed in Prometheus format on each service's ``/metrics``: FastStream's
-Prometheus middleware and OpenTelemetry instruments (GenAI token usage, ...) share one registry.
+Prometheus middleware and OpenTelemetry instruments (GenAI token usage, ...) share one registry;
+HTTP server metrics come from OpenTelemetry's FastAPI instrumentation (:func:`instrument_http`).
+Every metric, its owner and labels: ``docs/metrics.md``.
 
 Logs go to stderr through one handler that bounds the rate of repeated records
 (:class:`RateLimitFilter`: during a broker outage aiokafka logs the same connection error in a
@@ -17,6 +19,7 @@ readable line with the ids appended (``text``, the local stack's ``deploy/local.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -24,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fastapi import FastAPI
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
@@ -43,7 +47,7 @@ from pythonjsonlogger.json import JsonFormatter
 from shared import log_context
 from shared.settings import TelemetrySettings
 
-__all__ = ["RateLimitFilter", "Telemetry", "current_trace_id", "setup"]
+__all__ = ["RateLimitFilter", "Telemetry", "current_trace_id", "instrument_http", "setup"]
 
 #: Redacts personal data and secrets from a string (see shared.guardrails.pii).
 Redactor = Callable[[str], str]
@@ -307,6 +311,33 @@ def _configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+
+
+#: Not measured: probes and scrapes would outnumber the real requests and tell nothing.
+HTTP_EXCLUDED_URLS = "/healthz$,/metrics$"
+
+
+def instrument_http(app: FastAPI, telemetry: Telemetry) -> None:
+    """HTTP server metrics for ``app`` from OpenTelemetry's FastAPI instrumentation.
+
+    The stable HTTP semantic conventions give ``http.server.request.duration`` (seconds) with
+    ``http.route`` (the route template, never the raw path: bounded), ``http.request.method``
+    and ``http.response.status_code``; the installed instrumentation still defaults to the old
+    names unless ``OTEL_SEMCONV_STABILITY_OPT_IN`` asks for them, so it is set here before
+    the first app is instrumented (an operator's own value, e.g. ``http/dup``, is kept).
+
+    Spans stay off (a no-op tracer): the saga's root span is the gateway's ``chat.request``,
+    which carries ``enduser.id``; an HTTP server span above it would take that place.
+    """
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=trace.NoOpTracerProvider(),
+        meter_provider=telemetry.meter_provider,
+        excluded_urls=HTTP_EXCLUDED_URLS,
+    )
 
 
 def current_trace_id() -> str | None:

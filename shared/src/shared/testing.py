@@ -284,3 +284,30 @@ class JsonStub:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def scrape(text: str) -> dict[str, list[dict[str, str]]]:
+    """Prometheus exposition text as ``sample name -> [labels of each sample]``.
+
+    Sample names keep their suffixes (``_total``, ``_bucket``, ``_count``), so a test asserts
+    the exact name a dashboard or an alert rule queries.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(dict(sample.labels))
+    return samples
+
+
+def sample_value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels`` (0 if none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

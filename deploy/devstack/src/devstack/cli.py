@@ -86,7 +86,7 @@ def _summary(stack: LocalStack) -> None:
         user_id="lee.l1", tenant_id="harborpine", roles=["support"], level="L1", ttl_s=8 * 3600
     )
     print("\nAll services are healthy:")
-    for name in stack.service_programs():
+    for name in [*stack.service_programs(), *stack.worker_programs()]:
         print(f"  {name:<10} {stack.url(name)}   ({stack.url(name)}/healthz, /metrics)")
     print(f"  traces     {stack.sink_url}/  (trace viewer; JSON: /traces/<trace_id>)")
     if stack.config.prometheus:
@@ -99,7 +99,7 @@ def _summary(stack: LocalStack) -> None:
     if stack.config.nginx:
         print(
             f"  edge       {stack.edge_url} (nginx: the gateways),"
-            f" {stack.approver_edge_url} (approver API); executor: `make ctl ARGS=status`"
+            f" {stack.approver_edge_url} (approver API)"
         )
     print("\nYour token (casey.customer, a customer of harborpine; development key, 8 h):")
     print(f"  export TOKEN={customer}")

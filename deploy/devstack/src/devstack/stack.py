@@ -61,11 +61,6 @@ DEFAULT_PORTS = {
     "approver": 8004,
     "auditor": 8005,
 }
-#: The executor has no API: it serves only ``/metrics``, on a port of its own.
-DEFAULT_EXECUTOR_METRICS_PORT = 8006
-#: The variable the executor (``python -m approver.worker``) reads its metrics port from. Not
-#: under ``APPROVER_``: the approver's settings forbid names they do not know.
-EXECUTOR_METRICS_PORT_ENV = "EXECUTOR_METRICS_PORT"
 #: gateway-N for N >= 2 listens on 8010 + N (gateway-2 on 8012, gateway-3 on 8013, ...): the
 #: last digit is the replica's number. gateway-1 keeps the gateway's port, 8001.
 GATEWAY_REPLICA_PORT_BASE = 8010
@@ -77,8 +72,11 @@ _BROKER_PRIORITY = 10
 _SINK_PRIORITY = 20
 _SERVICE_PRIORITY = 100
 _EDGE_PRIORITY = 200
-#: Programs without an HTTP port (nothing to probe: RUNNING is all supervisord can say).
+#: Programs that are no service (no API, no consumer), started after the services: the
+#: executor, which serves only /healthz and /metrics (on ``StackConfig.executor_metrics_port``).
 _WORKERS = ("executor",)
+#: The executor's /metrics and /healthz in the default stack (``make up``).
+EXECUTOR_METRICS_PORT = 8006
 
 
 @dataclass
@@ -91,6 +89,8 @@ class StackConfig:
     otlp_port: int = 4318
     #: One port per service; the gateway's is the first replica's.
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    #: The executor worker's /metrics and /healthz (``APPROVER_EXECUTOR__METRICS_PORT``).
+    executor_metrics_port: int = EXECUTOR_METRICS_PORT
     #: Gateway replicas, each its own supervised program (gateway-1, gateway-2, ...).
     gateways: int = 1
     #: Ports of gateway-2 .. gateway-N; empty: GATEWAY_REPLICA_PORT_BASE + N.
@@ -122,7 +122,6 @@ class StackConfig:
     #: share one Redis would otherwise serve each other's cached answers, computed on another
     #: database by other code (an eval once scored answers cached by an earlier checkout).
     cache_namespace: str = "platform"
-    executor_metrics_port: int = DEFAULT_EXECUTOR_METRICS_PORT
     #: Debian's Prometheus scraping every program, with the alert rules of compose
     #: (:mod:`devstack.prometheus`).
     prometheus: bool = True
@@ -143,6 +142,7 @@ class StackConfig:
             kafka_port=free_port(),
             otlp_port=free_port(),
             ports={s: free_port() for s in SERVICES},
+            executor_metrics_port=free_port(),
             gateways=gateways,
             replica_ports=[free_port() for _ in range(gateways - 1)],
             control_port=free_port(),
@@ -151,7 +151,6 @@ class StackConfig:
             nginx_port=free_port(),
             nginx_approver_port=free_port(),
             redis_port=free_port(),
-            executor_metrics_port=free_port(),
             prometheus_port=free_port(),
             cache_namespace=f"e2e-{os.getpid()}-{secrets.token_hex(3)}",
             drop_database=True,
@@ -288,7 +287,8 @@ class LocalStack:
         return [*names, "nginx"] if self.config.nginx else names
 
     def worker_programs(self) -> list[str]:
-        """Programs without an HTTP port: the executor (RUNNING is all there is to check)."""
+        """Programs started after the services: the executor (its HTTP port serves only
+        /healthz and /metrics)."""
         return list(_WORKERS)
 
     def observability_programs(self) -> list[str]:
@@ -300,6 +300,7 @@ class LocalStack:
         ports = {
             **dict(replicas),
             **{s: p for s, p in self.config.ports.items() if s != "gateway"},
+            "executor": self.config.executor_metrics_port,
             "otlp-sink": self.config.otlp_port,
         }
         if self.config.nginx:
@@ -416,7 +417,7 @@ class LocalStack:
         # approver and executor services split them in compose.
         only_api = {
             "approver": {"APPROVER_BACKGROUND": "false"},
-            "executor": {EXECUTOR_METRICS_PORT_ENV: str(self.config.executor_metrics_port)},
+            "executor": {"APPROVER_EXECUTOR__METRICS_PORT": str(self.config.executor_metrics_port)},
         }
         programs.extend(
             Program(

@@ -45,6 +45,8 @@ class CitationReport:
     dropped: int
     invalid_markers: int
     unsupported_markers: int
+    #: Markers the check kept (a sentence's each supporting chunk counts once).
+    supported_markers: int = 0
 
 
 def supports(chunk: RetrievedChunk, sentence: str, question: str = "") -> bool:
@@ -76,7 +78,7 @@ def check_citations(
 ) -> CitationReport:
     kept: list[str] = []
     markers: dict[int, int] = {}  # chunk position -> new marker
-    substantive = dropped = invalid = unsupported = 0
+    substantive = dropped = invalid = unsupported = supported = 0
     facts = " ".join(evidence)
     sentences = [s for s in _SPLIT.split(text.strip()) if s.strip()]
     for sentence in sentences:
@@ -105,6 +107,7 @@ def check_citations(
             dropped += 1
             continue
         substantive += 1
+        supported += len(good)
         for position in good:
             markers.setdefault(position, len(markers) + 1)
         kept.append(f"{bare} " + " ".join(f"[{markers[p]}]" for p in good))
@@ -118,4 +121,6 @@ def check_citations(
             verdict = "downgraded"
         else:
             verdict = "ok" if citations else "uncited"
-    return CitationReport(answer, citations, verdict, len(sentences), dropped, invalid, unsupported)
+    return CitationReport(
+        answer, citations, verdict, len(sentences), dropped, invalid, unsupported, supported
+    )

@@ -182,6 +182,7 @@ async def _run_agent(
         budget=ports.budget,
         request_id=str(event.request_id),
         audit=trail,
+        route=route.name,
     )
     model_route = ModelRoute(
         route=route.name,
@@ -268,6 +269,9 @@ def _answer_draft(
         },
     )
     ports.metrics.guardrail("citations", report.verdict)
+    ports.metrics.citation_check(
+        report.supported_markers, report.invalid_markers + report.unsupported_markers
+    )
     text, found = _redact(ports.redactor, report.text)
     trail.record(
         "guardrail.output",
@@ -276,6 +280,8 @@ def _answer_draft(
     )
     ports.metrics.guardrail("output", "redacted" if found else "clean")
     grounded = report.verdict != "refused" and bool(report.citations or evidence)
+    if grounded:
+        ports.metrics.answered(cited=bool(report.citations))
     draft = _draft(
         event,
         DraftKind.ANSWER if grounded else DraftKind.REFUSAL,

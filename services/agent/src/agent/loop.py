@@ -45,6 +45,7 @@ async def run_loop(
     budget: LoopSettings,
     request_id: str,
     audit: AuditSink,
+    route: str = "unknown",
 ) -> LoopResult:
     calls_left = budget.max_tool_calls
     usage = Usage()
@@ -53,7 +54,7 @@ async def run_loop(
     for step in range(1, budget.max_steps + 1):
         if step == budget.max_steps or calls_left == 0:
             conversation = conversation.final()
-        answered = await models.complete(chain, conversation, audit)
+        answered = await models.complete(chain, conversation, audit, route=route)
         reply = answered.reply
         fallbacks.extend(f for f in answered.fallbacks if f not in fallbacks)
         # Once a model failed, the rest of this request stays on the model that answered.

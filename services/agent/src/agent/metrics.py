@@ -1,7 +1,16 @@
 """The agent's metrics (OpenTelemetry instruments, exported on ``/metrics``).
 
 GenAI client metrics follow the semantic conventions (``gen_ai.client.token.usage``,
-``gen_ai.client.operation.duration``); the rest are counters named ``agent.*``.
+``gen_ai.client.operation.duration``) plus ``route`` (``routine`` / ``high_risk``, the router's
+vocabulary); the rest are counters named ``agent.*``. Tool calls are timed by
+``shared.tools.metrics`` (``platform.tool.duration``), cost by ``shared.pricing``.
+
+Citations, from the platform's own check (``agent.citations``):
+``agent.citations{verdict}``: each citation marker of a model's answer, ``supported`` when the
+check kept it, ``unsupported`` when it removed it (outside the retrieved chunks, or its chunk
+does not back the sentence): online citation accuracy is supported / all.
+``agent.answers{cited}``: answers released as answers (not refusals, not actions), with at
+least one citation or none: the citation rate.
 """
 
 from __future__ import annotations
@@ -13,6 +22,17 @@ __all__ = ["AgentMetrics"]
 
 class AgentMetrics:
     def __init__(self, meter: metrics.Meter) -> None:
+        self.meter = meter
+        self.citations = meter.create_counter(
+            "agent.citations",
+            unit="{citation}",
+            description="Citation markers checked, by verdict (supported, unsupported).",
+        )
+        self.answers = meter.create_counter(
+            "agent.answers",
+            unit="{answer}",
+            description="Answers drafted, by whether they cite a source (cited true/false).",
+        )
         self.routes = meter.create_counter(
             "agent.routes", description="Requests routed, by route (routine, high_risk)."
         )
@@ -57,6 +77,15 @@ class AgentMetrics:
                 40,
             ],
         )
+
+    def citation_check(self, supported: int, unsupported: int) -> None:
+        if supported:
+            self.citations.add(supported, {"verdict": "supported"})
+        if unsupported:
+            self.citations.add(unsupported, {"verdict": "unsupported"})
+
+    def answered(self, *, cited: bool) -> None:
+        self.answers.add(1, {"cited": "true" if cited else "false"})
 
     def guardrail(self, stage: str, outcome: str) -> None:
         self.guardrails.add(1, {"stage": stage, "outcome": outcome})

@@ -68,14 +68,20 @@ class ModelChain:
         self._breakers.add_listener(self._on_breaker_event)
 
     async def complete(
-        self, chain: Sequence[ChatModel], conversation: Conversation, audit: AuditSink
+        self,
+        chain: Sequence[ChatModel],
+        conversation: Conversation,
+        audit: AuditSink,
+        *,
+        route: str = "unknown",
     ) -> ChainReply:
+        """``route`` (``routine`` / ``high_risk``) labels the GenAI metrics and fallbacks."""
         failed: list[str] = []
         for position, model in enumerate(chain):
             last = position == len(chain) - 1
             try:
                 call = self._call if last else self._guarded
-                reply = await call(model, conversation)
+                reply = await call(model, conversation, route)
             except OpenedState:
                 reason = "circuit_open"
             except ModelError as exc:
@@ -95,11 +101,19 @@ class ModelChain:
                 details={"from": model.name, "to": successor.name, "reason": reason},
             )
             self._metrics.fallbacks.add(
-                1, {"from_model": model.name, "to_model": successor.name, "reason": reason}
+                1,
+                {
+                    "from_model": model.name,
+                    "to_model": successor.name,
+                    "reason": reason,
+                    "route": route,
+                },
             )
         raise AssertionError("a model chain is never empty")  # pragma: no cover
 
-    async def _guarded(self, model: ChatModel, conversation: Conversation) -> ModelReply:
+    async def _guarded(
+        self, model: ChatModel, conversation: Conversation, route: str
+    ) -> ModelReply:
         breaker = await self._breakers.get_breaker(f"model:{model.name}")
         s = self._settings
         retrying = AsyncRetrying(
@@ -114,10 +128,10 @@ class ModelChain:
         async for attempt in retrying:
             with attempt:
                 async with breaker:
-                    return await self._call(model, conversation)
+                    return await self._call(model, conversation, route)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _call(self, model: ChatModel, conversation: Conversation) -> ModelReply:
+    async def _call(self, model: ChatModel, conversation: Conversation, route: str) -> ModelReply:
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": model.provider,
@@ -129,14 +143,15 @@ class ModelChain:
                 reply = await model.complete(conversation)
             except ModelError as exc:
                 self._metrics.duration.record(
-                    time.perf_counter() - started, {**attributes, "error.type": exc.reason}
+                    time.perf_counter() - started,
+                    {**attributes, "error.type": exc.reason, "route": route},
                 )
                 span.set_attribute("error.type", exc.reason)
                 raise
             span.set_attribute("gen_ai.response.model", reply.model)
             span.set_attribute("gen_ai.usage.input_tokens", reply.usage.input_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", reply.usage.output_tokens)
-        labels = {**attributes, "gen_ai.response.model": reply.model}
+        labels = {**attributes, "gen_ai.response.model": reply.model, "route": route}
         self._metrics.duration.record(time.perf_counter() - started, labels)
         self._metrics.tokens.record(
             reply.usage.input_tokens, {**labels, "gen_ai.token.type": "input"}

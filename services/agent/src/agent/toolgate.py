@@ -44,6 +44,8 @@ from shared.tools import (
     ToolRegistry,
     ToolSpec,
 )
+from shared.tools.metrics import ToolMetrics
+from shared.tools.metrics import ToolOutcome as ToolMetricOutcome
 
 from .intents import is_action_request
 from .metrics import AgentMetrics
@@ -66,6 +68,9 @@ Status = Literal[
     "invariant_violated",
     "failed",
 ]
+#: ``platform.tool.duration``'s outcome: the tool ran (ok, failed) or a guard refused it.
+_OUTCOME: dict[str, ToolMetricOutcome] = {"ok": "ok", "proposed": "ok", "failed": "failed"}
+
 Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]]
 
 
@@ -128,6 +133,7 @@ class ToolGateway:
             "propose": BucketLimit(limits.propose_per_minute / 60, limits.propose_burst),
         }
         self._metrics = metrics
+        self._timings = ToolMetrics(metrics.meter, registry)
         # JSON schemas cost about a millisecond each to generate: once, not per request.
         self._descriptors = [
             (s.min_level, ToolDescriptor(s.name, s.description, s.json_schema(), s.risk))
@@ -168,8 +174,12 @@ class ToolGateway:
                 assert spec is not None
                 outcome = await self._perform(request, spec, audit, started)
             span.set_attribute("tool.status", outcome.status)
+        tool = self._timings.tool_label(request.name)  # a model may name any tool: bounded
         self._metrics.tool_calls.add(
-            1, {"tool": request.name, "status": outcome.status, "origin": request.origin}
+            1, {"tool": tool, "status": outcome.status, "origin": request.origin}
+        )
+        self._timings.record(
+            tool, _OUTCOME.get(outcome.status, "refused"), time.perf_counter() - started
         )
         return outcome
 

@@ -19,6 +19,7 @@ from .domain import ApprovalPolicy
 from .entrypoints.api import build_router
 from .entrypoints.background import Background
 from .entrypoints.inbox import inbox_router
+from .metrics import ApproverMetrics, PendingGauges, pending_in_postgres
 from .postgres.inspector import PostgresActionInspector
 from .postgres.store import PostgresApprovalStore
 from .service_layer.intake import IntakePorts, handle_draft
@@ -44,6 +45,7 @@ def build_service(
     failpoints = Failpoints(settings.failpoints)
     policy = ApprovalPolicy(settings.policy)
     tools = registry or default_registry()
+    metrics = ApproverMetrics(service.telemetry.meter("approver"), tools)
     current_store: Callable[[], ApprovalStore]
     current_inspector: Callable[[], ActionInspector | None]
     if store is None:
@@ -58,7 +60,7 @@ def build_service(
         background: list[Background] = []
 
         async def start_background() -> None:
-            background.append(Background(settings, db.pool, tools, failpoints))
+            background.append(Background(settings, db.pool, tools, failpoints, metrics))
             await background[0].start()
 
         async def stop_background() -> None:
@@ -68,6 +70,11 @@ def build_service(
         # Registered after the pool's hooks: started once it is open, stopped before it closes.
         service.on_startup(start_background if settings.background else _elsewhere)
         service.on_shutdown(stop_background)
+        pending = PendingGauges(
+            service.telemetry.meter("approver"), pending_in_postgres(lambda: db.pool, tools), tools
+        )
+        service.on_startup(pending.start)
+        service.on_shutdown(pending.stop)
     else:
         fixed = store
 
@@ -102,6 +109,7 @@ def build_service(
             bus=service.bus,
             clock=clock,
             inspector=current_inspector,
+            metrics=metrics,
         )
     )
     service.include_router(inbox_router())

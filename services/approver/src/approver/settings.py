@@ -24,6 +24,15 @@ class ExecutorSettings(BaseModel):
     max_attempts: int = Field(
         default=5, ge=1, description="Failed runs (errors, timeouts) before an action fails."
     )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Where `python -m approver.worker` serves /metrics."
+    )
+    metrics_port: int = Field(
+        default=8006,
+        ge=0,
+        le=65535,
+        description="Port of the worker's /metrics and /healthz (0: any free port).",
+    )
 
 
 class RelaySettings(BaseModel):

@@ -16,6 +16,7 @@ from shared.telemetry import current_trace_id
 from .api import build_router
 from .chats import ChatDesk
 from .deadlines import DeadlineSweeper
+from .metrics import SagaMetrics
 from .progress import ProgressHub
 from .repository import RequestRepository
 from .settings import GatewaySettings
@@ -33,9 +34,12 @@ def build_service(
     if store is None:
         db = service.use_database()
         progress = ProgressHub(settings.database.dsn)
+        # Saga settlements are counted by the transaction that settled the row, so by
+        # exactly one replica (the in-process store of unit tests counts none).
+        saga_metrics = SagaMetrics(service.telemetry.meter("gateway"))
 
         def repository() -> RequestStore:
-            return RequestRepository(db.pool)
+            return RequestRepository(db.pool, saga_metrics)
 
     else:
         in_process = store

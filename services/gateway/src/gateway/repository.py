@@ -23,6 +23,7 @@ from shared.contracts import AuditRecorded, DraftDecided
 from shared.db import Pool
 from shared.messaging import NIL_REQUEST_ID
 
+from .metrics import SagaMetrics, Settlement
 from .records import (
     TIMEOUT_ACTION,
     Admission,
@@ -65,6 +66,9 @@ _RANK_OF_EXISTING = (
     "CASE r.status " + " ".join(f"WHEN '{s.value}' THEN {n}" for s, n in RANK.items()) + " END"
 )
 
+#: Seconds since the request was accepted, by the database's clock (both ends on one clock).
+_AGE_S = "extract(epoch FROM clock_timestamp() - r.created_at)::float8 AS age_s"
+
 _UPSERT_STATUS = f"""  -- built from the RANK constants only
 
 INSERT INTO gateway.requests AS r
@@ -80,7 +84,25 @@ ON CONFLICT (request_id) DO UPDATE SET
     published_at = COALESCE(r.published_at, now()),
     updated_at = now()
 WHERE %(rank)s > {_RANK_OF_EXISTING}
+RETURNING r.request_id, r.status, {_AGE_S}
 """  # noqa: S608
+
+#: A request row created by a status step (a request an upstream system published itself, or
+#: a test): only when no row exists yet; the caller then knows it had no status before.
+_INSERT_STATUS = f"""
+INSERT INTO gateway.requests AS r
+    (request_id, tenant_id, user_id, status, trace_id, result, published_at)
+VALUES (%(request_id)s, %(tenant_id)s, %(user_id)s, %(status)s, %(trace_id)s, %(result)s, now())
+ON CONFLICT (request_id) DO NOTHING
+RETURNING r.request_id, r.status, {_AGE_S}
+"""  # noqa: S608 - a constant expression only
+
+#: The status of each row before a change, read under the lock the change needs anyway (in
+#: request id order, so two transactions locking overlapping sets cannot deadlock).
+_LOCK_STATUS = """
+SELECT request_id, status FROM gateway.requests WHERE request_id = ANY(%s)
+ORDER BY request_id FOR UPDATE
+"""
 
 _REQUEST_COLUMNS = (
     "request_id, tenant_id, user_id, status, trace_id, result, created_at, updated_at,"
@@ -107,7 +129,8 @@ RETURNING created_at
 #: An attempt's publish lease may not be taken over while it runs; an unpublished row with a
 #: lease is also not timed out yet (its publisher is still within its bounded wait).
 _DUE = f"""
-SELECT request_id, tenant_id, user_id, status, trace_id, published_at IS NOT NULL AS published
+SELECT request_id, tenant_id, user_id, status, trace_id, published_at IS NOT NULL AS published,
+    extract(epoch FROM clock_timestamp() - created_at)::float8 AS age_s
 FROM gateway.requests
 WHERE (
         status IN ({", ".join(f"'{s.value}'" for s in sorted(ANSWER_DEADLINE))})
@@ -136,8 +159,15 @@ _MAX_ADMISSION_STEPS = 16
 
 
 class RequestRepository:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, metrics: SagaMetrics | None = None) -> None:
         self._pool = pool
+        self._metrics = metrics
+
+    def _observe(self, settled: list[Settlement], accepted: int = 0) -> None:
+        """Called after the transaction that made these changes committed."""
+        if self._metrics is not None:
+            self._metrics.accepted(accepted)
+            self._metrics.settled(settled)
 
     async def admit(
         self,
@@ -185,6 +215,7 @@ class RequestRepository:
                     )
                     inserted = await cur.fetchone()
                 if inserted is not None:
+                    self._observe([], accepted=1)
                     return Admission(AdmissionKind.NEW, request_id, attempt, inserted["created_at"])
                 if idempotency_key is None:
                     raise RuntimeError(f"request id {request_id} is not fresh")
@@ -269,8 +300,13 @@ class RequestRepository:
                 {"answer_s": answer_deadline_s, "approval_s": approval_deadline_s, "limit": limit},
             )
             ended: list[TimedOut] = []
+            settled: list[Settlement] = []
             for row in await cur.fetchall():
                 status = RequestStatus(row["status"])
+                if status not in SETTLED:
+                    # A request waiting on a human settled when it went pending; its timeout
+                    # is not a second settlement.
+                    settled.append(Settlement(RequestStatus.TIMED_OUT, float(row["age_s"])))
                 stalled_at = stalled_step(status, published=row["published"])
                 deadline_s = answer_deadline_s if status in ANSWER_DEADLINE else approval_deadline_s
                 ended.append(
@@ -320,6 +356,7 @@ class RequestRepository:
                 "SELECT pg_notify(%s, n) FROM unnest(%s::text[]) AS n",
                 (PROGRESS_CHANNEL, [f"{t.request_id} {SETTLED_NOTICE}" for t in ended]),
             )
+        self._observe(settled)
         return ended
 
     async def audit_timeouts(
@@ -416,8 +453,7 @@ class RequestRepository:
                         for e in steps
                     ],
                 )
-                if advances:
-                    await cur.executemany(_UPSERT_STATUS, list(advances.values()))
+            settled, created = await _advance_all(conn, list(advances.values()))
             # Every request of the batch is notified (an SSE stream shows each step); the
             # ``settled`` mark lets ``?wait=`` callers, who re-read on each wake-up, sleep
             # through the steps that cannot have settled their request.
@@ -425,26 +461,28 @@ class RequestRepository:
                 "SELECT pg_notify(%s, n) FROM unnest(%s::text[]) AS n",
                 (PROGRESS_CHANNEL, sorted({_notice(e.request_id, advances) for e in steps})),
             )
+        self._observe(settled, accepted=created)
 
     async def apply_decision(self, event: DraftDecided, trace_id: str | None) -> None:
         async with self._pool.connection() as conn, conn.transaction():
-            await self._advance(
+            settled, created = await _advance_all(
                 conn,
-                request_id=event.request_id,
-                tenant_id=event.tenant_id,
-                user_id=event.draft.request.principal.user_id,
-                status=status_of_decision(event),
-                trace_id=trace_id,
-                result=result_of(event),
+                [
+                    _advance_params(
+                        request_id=event.request_id,
+                        tenant_id=event.tenant_id,
+                        user_id=event.draft.request.principal.user_id,
+                        status=status_of_decision(event),
+                        trace_id=trace_id,
+                        result=result_of(event),
+                    )
+                ],
             )
             await conn.execute(
                 "SELECT pg_notify(%s, %s)",
                 (PROGRESS_CHANNEL, f"{event.request_id} {SETTLED_NOTICE}"),
             )
-
-    @staticmethod
-    async def _advance(conn: AsyncConnection[Any], **fields: Any) -> None:
-        await conn.execute(_UPSERT_STATUS, _advance_params(**fields))
+        self._observe(settled, accepted=created)
 
     async def get(self, request_id: uuid.UUID) -> RequestRecord | None:
         async with self._pool.connection() as conn:
@@ -465,6 +503,61 @@ class RequestRepository:
                 (request_id, after, after),
             )
             return [Step.from_row(row) for row in await cur.fetchall()]
+
+
+async def _advance_all(
+    conn: AsyncConnection[Any], advances: list[dict[str, Any]]
+) -> tuple[list[Settlement], int]:
+    """Move each request's status forward; the requests this settled, and how many rows it
+    created. Runs inside the caller's transaction, in a fixed number of round trips.
+
+    Whether a change *settled* a request needs its status before the change: the rows are
+    locked and read first, so no other transaction (another replica's projection or decision
+    consumer, the deadline sweeper) can move them in between. A row that does not exist yet is
+    inserted only if still absent; one another transaction inserted in the meantime is then
+    locked and read like the others, so every transition is seen by exactly one process.
+    """
+    if not advances:
+        return [], 0
+    ids = [a["request_id"] for a in advances]
+    cur = await conn.execute(_LOCK_STATUS, (ids,))
+    before = {row["request_id"]: RequestStatus(row["status"]) for row in await cur.fetchall()}
+    settled: list[Settlement] = []
+    created = 0
+    missing = [a for a in advances if a["request_id"] not in before]
+    if missing:
+        async with conn.cursor() as batch:
+            await batch.executemany(_INSERT_STATUS, missing, returning=True)
+            inserted = [row async for row in _returned(batch)]
+        created = len(inserted)
+        for row in inserted:
+            status = RequestStatus(row["status"])
+            if status in SETTLED:
+                settled.append(Settlement(status, float(row["age_s"])))
+        fresh = {row["request_id"] for row in inserted}
+        raced = [a["request_id"] for a in missing if a["request_id"] not in fresh]
+        if raced:
+            cur = await conn.execute(_LOCK_STATUS, (raced,))
+            before.update(
+                {row["request_id"]: RequestStatus(row["status"]) for row in await cur.fetchall()}
+            )
+        advances = [a for a in advances if a["request_id"] not in fresh]
+    if advances:
+        async with conn.cursor() as batch:
+            await batch.executemany(_UPSERT_STATUS, advances, returning=True)
+            async for row in _returned(batch):
+                status = RequestStatus(row["status"])
+                previous = before.get(row["request_id"])
+                if status in SETTLED and (previous is None or previous not in SETTLED):
+                    settled.append(Settlement(status, float(row["age_s"])))
+    return settled, created
+
+
+async def _returned(cursor: Any) -> Any:
+    """Every row an ``executemany(..., returning=True)`` returned (none for a skipped one)."""
+    async for result in cursor.results():
+        for row in await result.fetchall():
+            yield row
 
 
 def _advance_params(

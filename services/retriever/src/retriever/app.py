@@ -20,6 +20,7 @@ from .engine import Engine, build_engine
 from .handlers import RetrieverPorts, handle_chat_requested
 from .http_api import knowledge_router
 from .ingest import IngestReport
+from .metrics import RetrieverMetrics
 from .settings import RetrieverSettings
 from .shared_caches import RetrieverCaches
 
@@ -43,6 +44,9 @@ def build_service(
     holder: dict[str, Engine] = {}
     stores: dict[str, CacheStore] = {}
     cache_metrics = CacheMetrics(service.telemetry.meter("retriever.cache"))
+    retriever_metrics = RetrieverMetrics(
+        service.telemetry.meter("retriever"), relevance_threshold=settings.relevance_threshold
+    )
 
     async def invalidate(tenant_id: str, doc_ids: list[str]) -> None:
         """A document changed or left: the cached answers citing it go (see shared.cache)."""
@@ -60,6 +64,7 @@ def build_service(
     async def open_engine() -> None:
         built = engine if engine is not None else await asyncio.to_thread(build_engine, settings)
         holder["engine"] = built
+        built.retriever.searcher.metrics = retriever_metrics
         if built.retriever.cache is not None:
             built.retriever.cache.export(service.telemetry.registry)
         if settings.cache.enabled:
@@ -103,6 +108,7 @@ def build_service(
                 top_k=settings.top_k,
                 documents=e.ingestor.screen,
                 flagged_context=settings.flagged_context,
+                metrics=retriever_metrics,
             ),
         )
 

@@ -30,6 +30,7 @@ from shared.guardrails.documents import DocumentScreen, FlaggedContext, quote_un
 from shared.messaging import EventBus
 from shared.principal import Classification, StaffLevel
 
+from .metrics import RetrieverMetrics
 from .retrieval import Retrieval, Retriever
 from .search import RankedChunk, SearchResult
 
@@ -47,6 +48,7 @@ class RetrieverPorts:
     #: Indirect-injection screen for retrieved chunks (None: chunks pass unscreened).
     documents: DocumentScreen | None = None
     flagged_context: FlaggedContext = FlaggedContext.QUOTE
+    metrics: RetrieverMetrics | None = None
 
 
 def _to_contract(chunk: RankedChunk) -> RetrievedChunk:
@@ -109,6 +111,8 @@ async def handle_chat_requested(event: ChatRequested, ports: RetrieverPorts) -> 
         ),
     )
     await ports.bus.publish(Topic.RETRIEVED, out)
+    if ports.metrics is not None:
+        ports.metrics.request(result.chunks, len(out.chunks))
     details: dict[str, object] = {
         "chunks": len(out.chunks),
         "doc_ids": sorted({c.doc_id for c in out.chunks}),

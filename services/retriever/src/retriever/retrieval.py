@@ -20,6 +20,7 @@ from shared.principal import Principal
 from .cache import RetrievalCache
 from .embedding import EmbeddingUnavailable, Vectors
 from .index import AccessScope
+from .metrics import Stage
 from .query import check_query
 from .search import HybridSearcher, SearchResult
 from .settings import QuerySettings
@@ -105,8 +106,10 @@ class Retriever:
             caches.content_version, searcher.index, principal.tenant_id
         )
         key = caches.retrieval_key(checked.text, scope, content, searcher.signature, top_k)
+        lookup_started = time.perf_counter()
         cached = await caches.retrieval.get(key)
         if cached is not None:
+            self._took("cache", lookup_started)
             latency = (time.perf_counter() - started) * 1000
             return Retrieval(
                 cached.result(latency_ms=latency, index_version=version),
@@ -116,14 +119,17 @@ class Retriever:
         model = searcher.embedder.model_name
         vector_key = caches.embedding_key(model, checked.text)
         hit = await caches.embedding.get(vector_key)
+        self._took("cache", lookup_started)
         vector: Vectors | None = None
         tokens = 0
         embed_failed = False
         if hit is not None and len(hit.values) == searcher.embedder.dim:
             vector = np.asarray(hit.values, dtype=np.float32)
         else:
+            embed_started = time.perf_counter()
             try:
                 vector = await asyncio.to_thread(searcher.embedder.embed_query, checked.text)
+                self._took("embed", embed_started)
             except EmbeddingUnavailable as exc:
                 log.warning("dense stage skipped: %s", exc)
                 embed_failed = True
@@ -148,6 +154,11 @@ class Retriever:
             embedding_cache_hit=hit is not None and vector is not None and tokens == 0,
             content_version=content,
         )
+
+    def _took(self, stage: Stage, started: float) -> None:
+        metrics = self.searcher.metrics
+        if metrics is not None:
+            metrics.stage_took(stage, time.perf_counter() - started)
 
     def _search(self, text: str, scope: AccessScope, top_k: int) -> SearchResult:
         # The read path hands chunks to a reader: it gets each sentence's similarity too.

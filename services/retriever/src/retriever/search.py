@@ -24,6 +24,7 @@ from shared.principal import Principal
 from .embedding import Embedder, EmbeddingUnavailable, Vectors
 from .index import AccessScope, ChunkIndex
 from .ingest import sentences_of
+from .metrics import RetrieverMetrics, timed
 from .ranking import Normalisation, Reranker, RerankUnavailable, fuse, mix_rerank, ranked
 from .settings import RankingSettings, RerankSettings
 from .sparse import Bm25Encoder
@@ -75,6 +76,8 @@ class HybridSearcher:
         self.reranker = reranker
         self.ranking = ranking
         self.rerank_settings = rerank
+        #: Stage timings (set by the service; None for the CLI and benches).
+        self.metrics: RetrieverMetrics | None = None
 
     @property
     def signature(self) -> str:
@@ -109,25 +112,27 @@ class HybridSearcher:
             degraded = ["dense"]
         elif vector is None:
             try:
-                vector = self.embedder.embed_query(query)
+                with timed(self.metrics, "embed"):
+                    vector = self.embedder.embed_query(query)
             except EmbeddingUnavailable as exc:
                 # Keyword search alone still answers, and is still filtered by permissions.
                 log.warning("dense stage skipped: %s", exc)
                 vector, degraded = None, ["dense"]
-        sparse_hits = self.index.search_sparse(self.bm25.query(query), scope, limit)
-        dense_hits = self.index.search_dense(vector, scope, limit) if vector is not None else []
-
-        stage_scores = {
-            "bm25": {h.chunk_id: h.score for h in sparse_hits},
-            "dense": {h.chunk_id: h.score for h in dense_hits},
-        }
-        fused = fuse(stage_scores["bm25"], stage_scores["dense"], self.ranking)
-        order = ranked(fused)
+        with timed(self.metrics, "search"):
+            sparse_hits = self.index.search_sparse(self.bm25.query(query), scope, limit)
+            dense_hits = self.index.search_dense(vector, scope, limit) if vector is not None else []
+            stage_scores = {
+                "bm25": {h.chunk_id: h.score for h in sparse_hits},
+                "dense": {h.chunk_id: h.score for h in dense_hits},
+            }
+            fused = fuse(stage_scores["bm25"], stage_scores["dense"], self.ranking)
+            order = ranked(fused)
 
         depth = order[: self.rerank_settings.depth]
         rerank_scores: dict[str, float] = {}
         try:
-            rerank_scores = self.reranker.rerank(query, vector, depth, scope)
+            with timed(self.metrics, "rerank"):
+                rerank_scores = self.reranker.rerank(query, vector, depth, scope)
         except RerankUnavailable as exc:
             log.warning("rerank stage skipped: %s", exc)
             degraded.append("rerank")

@@ -182,6 +182,15 @@ class RetrieverSettings(ServiceSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     top_k: int = Field(default=6, ge=1, le=50, description="Chunks handed to the agent.")
+    relevance_threshold: float = Field(
+        default=0.4,
+        ge=-1.0,
+        le=1.0,
+        # MiniLM on the sample KB: on-topic questions' best chunk 0.60-0.68, off-topic ones
+        # (weather, cars, gibberish) 0.14-0.33 (six questions: a first cut, not a calibration).
+        description="Dense cosine from which a returned chunk counts as relevant: a request"
+        " with one is a hit in retriever_requests_total (the hit rate's numerator).",
+    )
     screen_documents: bool = Field(
         default=True,
         description="Screen chunks for injected instructions at ingest and query time.",

@@ -54,6 +54,7 @@ from shared.settings import KafkaSettings
 from shared.telemetry import current_trace_id
 
 from .broker import consumer_options
+from .metrics import ConsumerLag, MessagingMetrics
 
 __all__ = ["NIL_REQUEST_ID", "EventBus", "is_transient"]
 
@@ -110,11 +111,16 @@ class EventBus:
         *,
         service: str,
         max_attempts: int = 4,
+        metrics: MessagingMetrics | None = None,
+        lag: ConsumerLag | None = None,
     ) -> None:
         self.broker = broker
         self.settings = settings
         self.service = service
         self.max_attempts = max_attempts
+        self.metrics = metrics
+        #: Every subscription is tracked, so the service reports the lag of its own groups.
+        self.lag = lag
 
     # ------------------------------------------------------------------ publishing
     async def publish(self, topic: Topic, event: Event) -> None:
@@ -186,12 +192,17 @@ class EventBus:
                     log_context.bind(request_id=event.request_id, tenant_id=event.tenant_id)
                     await self._run(handler, event, topic, record, group_id)
 
-        self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             self.settings.topic(topic),
             title=f"{self.service}:{topic}",
             description=f"{self.service} consumes {event_type.schema_name()}",
             **consumer_options(self.settings, group_id=group_id),
-        )(on_message)
+        )
+        subscriber(on_message)
+        if self.lag is not None:
+            self.lag.track(
+                subscriber, topic=str(topic), kafka_topic=self.settings.topic(topic), group=group_id
+            )
 
     def subscribe_batch(
         self,
@@ -237,13 +248,18 @@ class EventBus:
 
         options = consumer_options(self.settings, group_id=group_id)
         options["max_poll_records"] = max_records
-        self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             self.settings.topic(topic),
             batch=True,
             title=f"{self.service}:{topic}:batch",
             description=f"{self.service} consumes {event_type.schema_name()} in batches",
             **options,
-        )(on_batch)
+        )
+        subscriber(on_batch)
+        if self.lag is not None:
+            self.lag.track(
+                subscriber, topic=str(topic), kafka_topic=self.settings.topic(topic), group=group_id
+            )
 
     async def _run_batch(
         self,
@@ -425,6 +441,8 @@ class EventBus:
             key=record.key,
             headers=dlq_headers,
         )
+        if self.metrics is not None:
+            self.metrics.dead_lettered(str(topic), reason)
         request_id = _uuid_or_nil(headers.get(HEADER_REQUEST_ID))
         await self.audit(
             request_id=request_id,

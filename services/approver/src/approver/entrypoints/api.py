@@ -34,6 +34,7 @@ from ..domain import (
     Subject,
     Verdict,
 )
+from ..metrics import ApproverMetrics, Outcome
 from ..service_layer.decisions import decide
 from ..service_layer.ports import ActionInspector, ApprovalQuery, ApprovalStore
 from .schemas import (
@@ -85,9 +86,10 @@ def build_router(
     bus: EventBus,
     clock: Callable[[], datetime],
     inspector: Callable[[], ActionInspector | None] = lambda: None,
+    metrics: ApproverMetrics | None = None,
 ) -> APIRouter:
     """``authenticate`` is ``shared.auth.http.principal_dependency(tokens)``."""
-    api = _Approvals(store, policy, authenticate, bus, clock, inspector)
+    api = _Approvals(store, policy, authenticate, bus, clock, inspector, metrics)
     router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
     @router.get(
@@ -176,7 +178,9 @@ class _Approvals:
         bus: EventBus,
         clock: Callable[[], datetime],
         inspector: Callable[[], ActionInspector | None],
+        metrics: ApproverMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._policy = policy
         self._authenticate = authenticate
@@ -225,7 +229,13 @@ class _Approvals:
             request_id = exc.approval.request_id if exc.approval else NIL_REQUEST_ID
             await self._denied(request_id, principal, draft_id, verdict, status, exc.code.value)
             raise HTTPException(status, {"error": exc.code.value, "message": exc.message}) from None
-        (view,) = await self._views([transition.approval], principal)
+        decided = transition.approval
+        if self._metrics is not None and transition.final and decided.decided_at is not None:
+            outcome: Outcome = (
+                "rejected" if decided.status is ApprovalStatus.REJECTED else "approved"
+            )
+            self._metrics.decided(outcome, decided.created_at, decided.decided_at)
+        (view,) = await self._views([decided], principal)
         return view
 
     async def _signer(

@@ -13,6 +13,7 @@ from datetime import timedelta
 from shared.db import Pool
 from shared.tools import ToolRegistry
 
+from ..metrics import ApproverMetrics
 from ..postgres.executor import Executor
 from ..postgres.relay import OutboxRelay
 from ..postgres.store import EXECUTOR_CHANNEL
@@ -31,9 +32,12 @@ class Background:
         pool: Pool,
         registry: ToolRegistry,
         failpoints: Failpoints,
+        metrics: ApproverMetrics | None = None,
     ) -> None:
         dsn = settings.database.dsn
-        self.executor = Executor(pool, registry, settings.kafka, settings.executor, failpoints)
+        self.executor = Executor(
+            pool, registry, settings.kafka, settings.executor, failpoints, metrics=metrics
+        )
         self.relay = OutboxRelay(dsn, pool, settings.kafka, settings.relay, failpoints)
         self.sweeper = Sweeper(
             pool,
@@ -41,6 +45,7 @@ class Background:
             failpoints,
             interval_s=settings.sweep_interval_s,
             outbox_retention=timedelta(hours=settings.relay.retention_hours),
+            metrics=metrics,
         )
         self._listener = Listener(dsn, {EXECUTOR_CHANNEL: self.executor.wake})
         self._tasks: list[asyncio.Task[None]] = []
@@ -52,6 +57,10 @@ class Background:
             asyncio.create_task(self.relay.run(), name="approver-relay"),
             asyncio.create_task(self.sweeper.run(), name="approver-sweeper"),
         ]
+
+    def running(self) -> bool:
+        """Every loop is still running (none crashed out of its own retry loop)."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -25,10 +26,20 @@ from shared.db import Pool
 from shared.messaging import is_transient
 from shared.settings import KafkaSettings
 from shared.telemetry import current_trace_id
-from shared.tools import ToolContext, ToolError, ToolRegistry
+from shared.tools import (
+    ToolArgumentError,
+    ToolContext,
+    ToolError,
+    ToolInvariantError,
+    ToolNotFound,
+    ToolPermissionError,
+    ToolRegistry,
+)
+from shared.tools.metrics import ToolOutcome
 from shared.tools.registry import TransientToolError
 
-from ..domain import Approval, execution_events, finished
+from ..domain import Approval, ApprovalStatus, execution_events, finished
+from ..metrics import ApproverMetrics
 from ..settings import ExecutorSettings
 from ..testing.failpoints import Failpoints
 from .store import enqueue_all, lock_approvals, save_state
@@ -47,7 +58,10 @@ class Executor:
         kafka: KafkaSettings,
         settings: ExecutorSettings,
         failpoints: Failpoints,
+        *,
+        metrics: ApproverMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._pool = pool
         self._registry = registry
         self._kafka = kafka
@@ -91,6 +105,8 @@ class Executor:
             except _RetryLater as retry:
                 await self._count_attempt(retry.approval, retry.cause)
                 return True
+        if self._metrics is not None:  # committed: the result is counted once
+            self._metrics.executed(succeeded=done.status is ApprovalStatus.EXECUTED)
         self._failpoints.hit("execute.after_commit")
         return True
 
@@ -107,6 +123,7 @@ class Executor:
                     "request_id": str(approval.request_id),
                 },
             ):
+                started = time.perf_counter()
                 try:
                     # A savepoint: a tool that fails part-way leaves nothing behind.
                     async with conn.transaction():
@@ -122,17 +139,26 @@ class Executor:
                         )
                         self._failpoints.hit("execute.after_effect")
                 except (TransientToolError, TimeoutError) as exc:
+                    self._timed(approval.tool, "failed", started)
                     raise _RetryLater(approval, exc) from exc
                 except ToolError as exc:
+                    refused = isinstance(exc, _REFUSALS)
+                    self._timed(approval.tool, "refused" if refused else "failed", started)
                     return finished(approval, None, f"{exc.code}: {exc}")
                 except Exception as exc:
+                    self._timed(approval.tool, "failed", started)
                     if is_transient(exc):
                         raise
                     raise _RetryLater(approval, exc) from exc
+                self._timed(approval.tool, "ok", started)
         finally:
             context.detach(token)
         again = "" if result.created else " (found done under the same key: not repeated)"
         return finished(approval, result.effect_id or "", f"{approval.tool} done{again}")
+
+    def _timed(self, tool: str, outcome: ToolOutcome, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.tools.record(tool, outcome, time.perf_counter() - started)
 
     async def _count_attempt(self, approval: Approval, cause: BaseException) -> None:
         """Count a failed run; fail the action once it has used up its attempts."""
@@ -158,6 +184,13 @@ class Executor:
                 execution_events(done, trace_id=current_trace_id()),
                 trace=done.trace,
             )
+        if self._metrics is not None:
+            self._metrics.executed(succeeded=False)
+
+
+#: Errors by which a tool refuses to act (the caller may not, the arguments or the object's
+#: state forbid it), as opposed to failing while it acts.
+_REFUSALS = (ToolPermissionError, ToolArgumentError, ToolInvariantError, ToolNotFound)
 
 
 class _RetryLater(Exception):

@@ -16,6 +16,7 @@ from shared.settings import KafkaSettings
 from shared.telemetry import current_trace_id
 
 from ..domain import expired, expiry_events
+from ..metrics import ApproverMetrics
 from ..testing.failpoints import Failpoints
 from .store import enqueue_all, lock_approvals, save_state
 
@@ -35,7 +36,9 @@ class Sweeper:
         *,
         interval_s: float,
         outbox_retention: timedelta,
+        metrics: ApproverMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._pool = pool
         self._kafka = kafka
         self._failpoints = failpoints
@@ -71,6 +74,9 @@ class Sweeper:
                     await enqueue_all(conn, self._kafka, events, trace=done.trace)
                 if due:
                     self._failpoints.hit("sweep.before_commit")
+            if self._metrics is not None:  # committed: each expiry is counted once
+                for approval in due:
+                    self._metrics.decided("expired", approval.created_at, now)
             total += len(due)
             if len(due) < _BATCH:
                 return total
