@@ -58,7 +58,8 @@ from .checks import (
 from .faults import KillLog, kill_rounds, poison_every_topic, restart_database
 from .load import TERMINAL, Ask, LoadGenerator, Outcome
 
-KILLED = ["retriever", "agent", "approver", "auditor", "gateway-2"]
+#: One of each kind of program, the executor worker included (it serves /healthz since issue 9).
+KILLED = ["retriever", "agent", "approver", "executor", "auditor", "gateway-2"]
 TOKENS = TokenService(AuthSettings())
 
 
