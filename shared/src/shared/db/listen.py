@@ -5,6 +5,11 @@ lost while the connection was down costs one poll interval, never a wrong result
 why a lost connection is only logged (once per outage, not once per attempt) and retried
 with a capped exponential backoff (tenacity), and why ``connected`` is cleared meanwhile:
 owners that wait for the listener (tests, health) can see it is down.
+
+Used by the gateway's progress hub and the approver's wake-up listener. The approver's outbox
+relay keeps its own loop on purpose: it LISTENs on the connection that holds its advisory
+lock, so losing that connection must stop the relaying (another replica may take the lock),
+which a transparent reconnect would hide.
 """
 
 from __future__ import annotations

@@ -1,18 +1,16 @@
 """Wake a loop when another transaction commits work for it (PostgreSQL LISTEN/NOTIFY).
 
 A notification is only a hint: every loop also polls, so a lost one costs the poll interval.
+The reconnecting LISTEN loop itself is the platform's one (:func:`shared.db.listen`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
-import psycopg
+from shared.db.listen import listen_forever
 
 __all__ = ["Listener"]
-
-log = logging.getLogger(__name__)
 
 
 class Listener:
@@ -20,20 +18,10 @@ class Listener:
         self._dsn = dsn
         self._channels = channels
 
+    def _wake(self, channel: str, _payload: str) -> None:
+        event = self._channels.get(channel)
+        if event is not None:
+            event.set()
+
     async def run(self) -> None:
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True
-                ) as conn:
-                    for channel in self._channels:
-                        await conn.execute(f"LISTEN {channel}")
-                    async for notice in conn.notifies():
-                        event = self._channels.get(notice.channel)
-                        if event is not None:
-                            event.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("wake-up listener lost its connection; polling meanwhile")
-                await asyncio.sleep(1.0)
+        await listen_forever(self._dsn, list(self._channels), self._wake, name="approver wake-up")
