@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from approver.testing.failpoints import Failpoints
-from approver.postgres.sweeper import Sweeper
 from faststream.kafka import KafkaBroker
 
 from approver.app import build_service
 from approver.metrics import ApproverMetrics
+from approver.postgres.sweeper import Sweeper
 from approver.settings import ApproverSettings, ExecutorSettings
+from approver.testing.failpoints import Failpoints
 from approver.worker import ops_app
 from devstack.seed import seed_demo_data
 from shared.contracts import Topic, utcnow
@@ -114,11 +114,12 @@ async def test_the_sweeper_counts_each_expiry_once(
     make_draft: DraftFactory,
 ) -> None:
     """Expiries are decisions too, with their latency; a second sweep finds nothing to count."""
-    from approver.service_layer.intake import IntakePorts, handle_draft
-    from approver.domain import ApprovalPolicy
-    from approver.postgres.store import PostgresApprovalStore
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from approver.domain import ApprovalPolicy
+    from approver.postgres.store import PostgresApprovalStore
+    from approver.service_layer.intake import IntakePorts, handle_draft
 
     settings = ApproverSettings(kafka=kafka_settings, database=database_settings)
     pool = await open_pool(database_settings, name="sweeper-metrics")

@@ -506,3 +506,27 @@ async def test_a_programming_error_while_publishing_is_not_disguised_as_503(
         response = await client.post("/v1/chat", json={"message": "hi"}, headers=gw.auth())
     assert response.status_code == 500
     assert response.json() == {"error": "internal", "message": "internal error"}
+
+
+async def test_the_root_span_names_the_end_user_by_a_pseudonym_only(gw: Harness) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)  # installed by the first service built
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for user in ("casey", "casey", "sam"):
+        response = await gw.client.post(
+            "/v1/chat", json={"message": "hello there"}, headers=gw.auth(user=user)
+        )
+        assert response.status_code == 202
+    exporter.shutdown()
+    roots = [s for s in exporter.get_finished_spans() if s.name == "chat.request"]
+    assert len(roots) == 3
+    ids = [str((s.attributes or {})["enduser.id"]) for s in roots]
+    assert ids[0] == ids[1] != ids[2], "stable per user, distinct between users"
+    assert all(i and "casey" not in i and "sam" not in i for i in ids), "never the user id"
+    assert all(len(i) >= 16 for i in ids)

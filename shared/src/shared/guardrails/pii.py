@@ -565,39 +565,50 @@ def _phone_shape_score(core: str) -> float:
     core = core.strip()
     has_sep = bool(re.search(r"[ .\-()/]", core))
     groups = len(re.findall(r"\d+", core))
-    score = 0.0
-    intl = re.match(r"^\(?(?:\+|00)(\d.*)$", core)
-    if intl:
-        try:
-            num = phonenumbers.parse("+" + re.sub(r"[()]", "", intl.group(1), count=1), None)
-            if phonenumbers.is_valid_number(num):
-                score = 0.95
-            elif phonenumbers.is_possible_number(num):
-                score = 0.7
-        except NumberParseException:
-            pass
+    score = _international_score(core)
     if score == 0.0:
-        valid = possible = False
-        for region in _PHONE_REGIONS:
-            try:
-                num = phonenumbers.parse(core, region)
-            except NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(num):
-                valid = True
-                break
-            if not possible and phonenumbers.is_possible_number(num):
-                possible = True
-        if valid:
-            score = 0.55 if has_sep else 0.35
-            if re.fullmatch(r"\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}", core):
-                score = 0.8  # North American layout
-        elif possible:
-            score = 0.35 if has_sep else 0.2
-        if not has_sep and valid and core.startswith("0") and len(digits) >= 9:
-            score = 0.5  # national format with trunk prefix ("0492992466"): phone-shaped
+        score = _national_score(core, digits, has_sep=has_sep)
     if score == 0.0 and has_sep and groups >= 3:
         score = 0.3  # phone-like layout that libphonenumber rejects (e.g. fake area codes)
+    return score
+
+
+def _international_score(core: str) -> float:
+    """A number written with its country code (``+`` or ``00``): valid 0.95, possible 0.7."""
+    intl = re.match(r"^\(?(?:\+|00)(\d.*)$", core)
+    if not intl:
+        return 0.0
+    try:
+        num = phonenumbers.parse("+" + re.sub(r"[()]", "", intl.group(1), count=1), None)
+    except NumberParseException:
+        return 0.0
+    if phonenumbers.is_valid_number(num):
+        return 0.95
+    return 0.7 if phonenumbers.is_possible_number(num) else 0.0
+
+
+def _national_score(core: str, digits: str, *, has_sep: bool) -> float:
+    """A number in a national format of one of the regions we serve."""
+    valid = possible = False
+    for region in _PHONE_REGIONS:
+        try:
+            num = phonenumbers.parse(core, region)
+        except NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(num):
+            valid = True
+            break
+        if not possible and phonenumbers.is_possible_number(num):
+            possible = True
+    score = 0.0
+    if valid:
+        score = 0.55 if has_sep else 0.35
+        if re.fullmatch(r"\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}", core):
+            score = 0.8  # North American layout
+    elif possible:
+        score = 0.35 if has_sep else 0.2
+    if not has_sep and valid and core.startswith("0") and len(digits) >= 9:
+        score = 0.5  # national format with trunk prefix ("0492992466"): phone-shaped
     return score
 
 

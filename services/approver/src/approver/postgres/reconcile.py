@@ -40,7 +40,24 @@ _EFFECTS = {
 
 async def effect_violations(conn: AsyncConnection[Any], *, tenant: str | None = None) -> list[str]:
     """Every broken promise about effects, in ``tenant`` or everywhere."""
-    problems: list[str] = []
+    problems = await _order_violations(conn, tenant)
+    cur = await conn.execute(
+        "SELECT draft_event_id, tenant_id, requester_id, tool, status, execution, arguments,"
+        " draft -> 'request' -> 'principal' ->> 'level' AS level"
+        " FROM approvals.drafts WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s",
+        {"tenant": tenant},
+    )
+    approvals = {f"approval:{r['draft_event_id']}": r for r in await cur.fetchall()}
+    effects = await _effects_by_key(conn, tenant)
+    for key, found in effects.items():
+        problems.extend(_effect_problems(key, found, approvals.get(key)))
+    for key, approval in approvals.items():
+        problems.extend(_approval_problems(key, approval, has_effect=key in effects))
+    return problems
+
+
+async def _order_violations(conn: AsyncConnection[Any], tenant: str | None) -> list[str]:
+    """Orders refunded beyond their total, in another currency, or in a state that forbids it."""
     cur = await conn.execute(
         "SELECT o.tenant_id, o.order_id, o.status, o.total, o.currency,"
         " coalesce(sum(r.amount), 0) AS refunded,"
@@ -52,6 +69,7 @@ async def effect_violations(conn: AsyncConnection[Any], *, tenant: str | None = 
         " GROUP BY o.tenant_id, o.order_id, o.status, o.total, o.currency",
         {"tenant": tenant},
     )
+    problems: list[str] = []
     for row in await cur.fetchall():
         where = f"order {row['tenant_id']}/{row['order_id']}"
         if row["refunded"] > row["total"]:
@@ -60,15 +78,13 @@ async def effect_violations(conn: AsyncConnection[Any], *, tenant: str | None = 
             problems.append(f"{where} has {row['wrong_currency']} refund(s) in another currency")
         if row["refunds"] and row["status"] not in REFUNDABLE_ORDER_STATUSES:
             problems.append(f"{where} is {row['status']} and was refunded")
+    return problems
 
-    cur = await conn.execute(
-        "SELECT draft_event_id, tenant_id, requester_id, tool, status, execution, arguments,"
-        " draft -> 'request' -> 'principal' ->> 'level' AS level"
-        " FROM approvals.drafts WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s",
-        {"tenant": tenant},
-    )
-    approvals = {f"approval:{r['draft_event_id']}": r for r in await cur.fetchall()}
 
+async def _effects_by_key(
+    conn: AsyncConnection[Any], tenant: str | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Every effect row of every tool table, by the idempotency key that made it."""
     effects: dict[str, list[dict[str, Any]]] = {}
     for table, owner in _EFFECTS.items():
         cur = await conn.execute(
@@ -79,33 +95,43 @@ async def effect_violations(conn: AsyncConnection[Any], *, tenant: str | None = 
         )
         for row in await cur.fetchall():
             effects.setdefault(row["idempotency_key"], []).append({**row, "table": table})
+    return effects
 
-    for key, found in effects.items():
-        approval = approvals.get(key)
-        if approval is None:
-            if key.startswith("approval:"):
-                problems.append(f"effect {found[0]['effect_id']} has no approval ({key})")
-            continue
-        if len(found) > 1:
-            problems.append(f"{key} has {len(found)} effects")
-        if approval["status"] != "executed":
-            problems.append(f"{key} is {approval['status']} but has an effect")
-        for effect in found:
-            if effect["tenant_id"] != approval["tenant_id"]:
-                problems.append(f"{key}: effect in tenant {effect['tenant_id']}")
-            customer = approval["level"] in (None, "none")
-            if customer and effect["owner"] not in (None, approval["requester_id"]):
-                problems.append(
-                    f"{key}: {approval['tool']} by {approval['requester_id']} landed on an"
-                    f" object of {effect['owner']}"
-                )
-    for key, approval in approvals.items():
-        if approval["status"] == "approved":
-            problems.append(f"{key} is still approved: not executed")
-        if approval["status"] == "executed" and key not in effects and _in_schema(approval):
-            problems.append(f"{key} is executed but has no effect")
-        if approval["status"] == "failed" and not (approval["execution"] or {}).get("detail"):
-            problems.append(f"{key} failed without a reason")
+
+def _effect_problems(
+    key: str, found: list[dict[str, Any]], approval: dict[str, Any] | None
+) -> list[str]:
+    """An effect without its approval, twice, before execution, or on someone else's object."""
+    if approval is None:
+        if key.startswith("approval:"):
+            return [f"effect {found[0]['effect_id']} has no approval ({key})"]
+        return []
+    problems: list[str] = []
+    if len(found) > 1:
+        problems.append(f"{key} has {len(found)} effects")
+    if approval["status"] != "executed":
+        problems.append(f"{key} is {approval['status']} but has an effect")
+    customer = approval["level"] in (None, "none")
+    for effect in found:
+        if effect["tenant_id"] != approval["tenant_id"]:
+            problems.append(f"{key}: effect in tenant {effect['tenant_id']}")
+        if customer and effect["owner"] not in (None, approval["requester_id"]):
+            problems.append(
+                f"{key}: {approval['tool']} by {approval['requester_id']} landed on an"
+                f" object of {effect['owner']}"
+            )
+    return problems
+
+
+def _approval_problems(key: str, approval: dict[str, Any], *, has_effect: bool) -> list[str]:
+    """An approval left approved, executed without an effect, or failed without a reason."""
+    problems: list[str] = []
+    if approval["status"] == "approved":
+        problems.append(f"{key} is still approved: not executed")
+    if approval["status"] == "executed" and not has_effect and _in_schema(approval):
+        problems.append(f"{key} is executed but has no effect")
+    if approval["status"] == "failed" and not (approval["execution"] or {}).get("detail"):
+        problems.append(f"{key} failed without a reason")
     return problems
 
 
