@@ -89,3 +89,35 @@ def test_setup_installs_the_filter_before_redaction(capsys: pytest.CaptureFixtur
     lines = [line for line in capsys.readouterr().err.splitlines() if "broker unreachable" in line]
     assert lines == [lines[0]]
     assert "secret" not in lines[0] and "(*** 0)" in lines[0]
+
+
+def test_spans_leave_redacted_attributes_events_and_status_and_the_original_is_untouched() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    from shared.guardrails import redact
+    from shared.telemetry import _RedactingExporter
+
+    sink = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_RedactingExporter(sink, redact)))
+    held = InMemorySpanExporter()  # what the process itself keeps, unredacted
+    provider.add_span_processor(SimpleSpanProcessor(held))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span(
+        "chat.request", attributes={"q": "mail casey@example.com"}
+    ) as span:
+        span.set_attribute("chunks", 3)
+        span.add_event("exception", {"exception.message": "bad card 4111 1111 1111 1111"})
+        span.set_status(Status(StatusCode.ERROR, "failed for casey@example.com"))
+    [out] = sink.get_finished_spans()
+    text = repr((out.attributes, [e.attributes for e in out.events], out.status.description))
+    assert "casey@example.com" not in text and "4111 1111 1111 1111" not in text
+    assert out.attributes is not None and out.attributes["chunks"] == 3
+    assert out.name == "chat.request" and out.context == span.get_span_context()
+    assert [e.name for e in out.events] == ["exception"]
+    assert out.status.status_code is StatusCode.ERROR
+    [kept] = held.get_finished_spans()
+    assert kept.attributes is not None and "casey@example.com" in str(kept.attributes["q"])

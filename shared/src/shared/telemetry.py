@@ -24,15 +24,16 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -40,6 +41,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Status
 from prometheus_client import CollectorRegistry
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -72,10 +74,13 @@ class Telemetry:
 
 
 class _RedactingExporter(SpanExporter):
-    """Scrubs string attributes and event attributes before spans leave the process.
+    """Scrubs string attributes, event attributes and the status message before spans leave
+    the process, so nothing personal reaches the collector even if an instrumentation library
+    recorded it (an exception event quotes the input that caused it).
 
-    Spans are immutable once ended, so redaction happens on export: nothing personal reaches
-    the collector even if an instrumentation library recorded it.
+    Ended spans are immutable, so each one is exported as a redacted copy built with the SDK's
+    public ``ReadableSpan`` and ``Event`` constructors; the span the process holds is left as
+    it was. In compose the Collector's redaction processor is a second line.
     """
 
     def __init__(self, inner: SpanExporter, redact: Redactor) -> None:
@@ -85,14 +90,32 @@ class _RedactingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self._inner.export([self._scrub(span) for span in spans])
 
-    def _scrub(self, span: ReadableSpan) -> ReadableSpan:
-        attributes = {
-            k: self._redact(v) if isinstance(v, str) else v
-            for k, v in (span.attributes or {}).items()
+    def _scrub_attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {
+            k: self._redact(v) if isinstance(v, str) else v for k, v in (attributes or {}).items()
         }
-        # Spans are immutable once ended and the SDK offers no copy-on-export.
-        span._attributes = attributes
-        return span
+
+    def _scrub(self, span: ReadableSpan) -> ReadableSpan:
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, self._redact(status.description))
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=self._scrub_attributes(span.attributes),
+            events=[
+                Event(e.name, self._scrub_attributes(e.attributes), e.timestamp)
+                for e in span.events
+            ],
+            links=span.links,
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
 
     def shutdown(self) -> None:
         self._inner.shutdown()
