@@ -34,7 +34,7 @@ def test_make_up_scrapes_every_program_on_its_fixed_port(tmp_path: Path) -> None
     assert config["rule_files"] == [str(prometheus.RULES / "*.yml")]
     assert stack.env()  # the executor's metrics port is its own program's, not everyone's
     executor = next(p for p in stack._programs() if p.name == "executor")
-    assert executor.environment["EXECUTOR_METRICS_PORT"] == "8006"
+    assert executor.environment["APPROVER_EXECUTOR__METRICS_PORT"] == "8006"
 
 
 def test_a_throw_away_stack_runs_prometheus_only_when_asked_on_a_free_port(

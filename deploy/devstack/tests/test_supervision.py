@@ -90,6 +90,8 @@ def test_the_stack_configuration_is_what_supervisord_reads(tmp_path: Path) -> No
             expected["GATEWAY_HTTP__PORT"] = stack.url(name).rsplit(":", 1)[1]
         if name == "approver":  # the executor program runs execution, relay and sweeps
             expected["APPROVER_BACKGROUND"] = "false"
+        if name == "executor":  # its /metrics and /healthz, on a port of its own
+            expected["APPROVER_EXECUTOR__METRICS_PORT"] = str(stack.config.executor_metrics_port)
         assert process.environment == expected, name
     assert processes["gateway-1"].command.endswith(" -m gateway")
     assert processes["broker"].command.endswith(" -m devstack.broker_runner")
