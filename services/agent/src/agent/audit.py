@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.contracts import AuditOutcome
-from shared.messaging import EventBus
+from shared.messaging import EventPublisher
 
 __all__ = ["AuditTrail"]
 
@@ -31,7 +31,7 @@ class _Step:
 
 @dataclass
 class AuditTrail:
-    bus: EventBus
+    bus: EventPublisher
     request_id: uuid.UUID
     tenant_id: str
     actor: str

@@ -27,7 +27,7 @@ from shared.contracts import (
 )
 from shared.contracts.events import ModelRoute
 from shared.guardrails import PIIRedactor
-from shared.messaging import EventBus
+from shared.messaging import EventPublisher
 from shared.pricing import CostMetrics, PricingSettings
 
 from .answer_reuse import cacheable, reply_from, template_of
@@ -68,7 +68,7 @@ class ModelTiers:
 
 @dataclass(frozen=True)
 class AgentPorts:
-    bus: EventBus
+    bus: EventPublisher
     tiers: ModelTiers
     models: ModelChain
     router: Router

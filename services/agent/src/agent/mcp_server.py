@@ -36,7 +36,7 @@ from shared.contracts import (
     Topic,
     derive_event_id,
 )
-from shared.messaging import EventBus
+from shared.messaging import EventPublisher
 from shared.principal import Principal
 
 from .audit import AuditTrail
@@ -75,7 +75,7 @@ def _principal() -> Principal:
 
 class McpToolServer:
     def __init__(
-        self, tools: ToolGateway, bus: EventBus, settings: McpSettings, tokens: TokenService
+        self, tools: ToolGateway, bus: EventPublisher, settings: McpSettings, tokens: TokenService
     ) -> None:
         self._tools = tools
         self._bus = bus

@@ -30,7 +30,7 @@ from opentelemetry import trace
 
 from shared import log_context
 from shared.contracts import ChatRequested, Topic, derive_event_id
-from shared.messaging import EventBus, is_transient
+from shared.messaging import EventPublisher, is_transient
 from shared.principal import Principal, StaffLevel
 from shared.telemetry import current_trace_id
 
@@ -119,7 +119,7 @@ class ChatDesk:
     def __init__(
         self,
         *,
-        bus: EventBus,
+        bus: EventPublisher,
         store: Callable[[], RequestStore],
         progress: ProgressHub,
         publish_timeout_s: float = 5.0,

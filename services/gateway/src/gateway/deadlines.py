@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from opentelemetry import metrics
 
 from shared.contracts import AuditOutcome, AuditRecorded, Topic
-from shared.messaging import EventBus
+from shared.messaging import EventPublisher
 from shared.settings import SagaSettings
 
 from .records import TIMEOUT_ACTION, TimedOut, timeout_audit_id
@@ -78,7 +78,7 @@ class DeadlineSweeper:
     def __init__(
         self,
         repository: Callable[[], RequestStore],
-        bus: EventBus,
+        bus: EventPublisher,
         saga: SagaSettings,
         *,
         publish_timeout_s: float,

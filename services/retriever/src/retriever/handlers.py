@@ -27,7 +27,7 @@ from shared.contracts import (
 )
 from shared.guardrails import InputScreen
 from shared.guardrails.documents import DocumentScreen, FlaggedContext, quote_untrusted
-from shared.messaging import EventBus
+from shared.messaging import EventPublisher
 from shared.principal import Classification, StaffLevel
 
 from .metrics import RetrieverMetrics
@@ -43,7 +43,7 @@ tracer = trace.get_tracer("retriever")
 class RetrieverPorts:
     retriever: Retriever
     screen: InputScreen
-    bus: EventBus
+    bus: EventPublisher
     top_k: int
     #: Indirect-injection screen for retrieved chunks (None: chunks pass unscreened).
     documents: DocumentScreen | None = None

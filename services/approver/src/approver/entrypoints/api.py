@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.contracts import AuditOutcome
 from shared.http_api import error_responses
-from shared.messaging import NIL_REQUEST_ID, EventBus
+from shared.messaging import NIL_REQUEST_ID, EventPublisher
 from shared.principal import Principal
 
 from ..domain import (
@@ -83,7 +83,7 @@ def build_router(
     store: Callable[[], ApprovalStore],
     policy: ApprovalPolicy,
     authenticate: Callable[..., Awaitable[Principal]],
-    bus: EventBus,
+    bus: EventPublisher,
     clock: Callable[[], datetime],
     inspector: Callable[[], ActionInspector | None] = lambda: None,
     metrics: ApproverMetrics | None = None,
@@ -175,7 +175,7 @@ class _Approvals:
         store: Callable[[], ApprovalStore],
         policy: ApprovalPolicy,
         authenticate: Callable[..., Awaitable[Principal]],
-        bus: EventBus,
+        bus: EventPublisher,
         clock: Callable[[], datetime],
         inspector: Callable[[], ActionInspector | None],
         metrics: ApproverMetrics | None = None,
