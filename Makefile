@@ -44,8 +44,8 @@ ctl: ## supervisorctl on the local stack (ARGS="status", "restart retriever", "t
 demo: ## Send the demo questions through the running stack
 	$(RUN) devstack demo
 
-test: install ## All tests: unit, integration (real broker + PostgreSQL + index) and end to end
-	$(RUN) pytest --durations=15
+test: install ## All tests: unit, integration (real broker + PostgreSQL + index) and end to end, with coverage
+	$(RUN) pytest --durations=15 --cov --cov-report=term
 
 test-unit: install ## Unit tests only
 	$(RUN) pytest -m unit

