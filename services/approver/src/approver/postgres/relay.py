@@ -114,9 +114,11 @@ class OutboxRelay:
             linger_ms=self._kafka.linger_ms,
             request_timeout_ms=self._kafka.request_timeout_ms,
         )
-        await producer.start()
-        listener = asyncio.create_task(self._listen(lock_conn), name="approver-relay-listen")
+        listener: asyncio.Task[None] | None = None
         try:
+            # Inside the try: a stop while the producer connects must still close it.
+            await producer.start()
+            listener = asyncio.create_task(self._listen(lock_conn), name="approver-relay-listen")
             await self.reconcile()
             self.active.set()
             while not listener.done():
@@ -127,9 +129,10 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
             listener.result()  # the lock connection is gone: re-raise why
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
             await producer.stop()
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
