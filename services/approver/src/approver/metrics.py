@@ -24,9 +24,6 @@ an approval.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,12 +33,12 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from shared.db import Pool
+from shared.refresher import Refresher
 from shared.tools import ToolRegistry
 from shared.tools.metrics import ToolMetrics
 
 __all__ = ["ApproverMetrics", "PendingGauges", "PendingSummary", "pending_in_postgres"]
 
-log = logging.getLogger(__name__)
 
 #: Seconds, draft to decision: people decide in minutes to hours; expiry ends it at the
 #: approval deadline (a day by default).
@@ -128,12 +125,12 @@ class PendingGauges:
         timeout_s: float = 2.0,
     ) -> None:
         self._read = read
-        self._refresh_s = refresh_s
-        self._timeout_s = timeout_s
         # Every registered action reports, 0 when none waits: a panel shows a line, not a gap.
         self._actions = sorted(spec.name for spec in registry.specs() if not spec.runs_in_agent)
         self.latest: PendingSummary | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Refresher(
+            self.refresh, name="pending approvals", refresh_s=refresh_s, timeout_s=timeout_s
+        )
         meter.create_observable_gauge(
             "approver.approvals.pending",
             callbacks=[self._observe_pending],
@@ -161,23 +158,7 @@ class PendingGauges:
         return self.latest
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="approver-pending-gauges")
+        await self._refresher.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # The database is down: the figures stay as they were (and /healthz says why).
-                log.warning("pending approvals not measured: %r", exc)
-            await asyncio.sleep(self._refresh_s)
+        await self._refresher.stop()

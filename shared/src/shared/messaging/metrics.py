@@ -20,8 +20,6 @@ else counts as ``other``), never the error text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +27,10 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from shared.refresher import Refresher
+
 __all__ = ["DEAD_LETTER_REASONS", "ConsumerLag", "MessagingMetrics"]
 
-log = logging.getLogger(__name__)
 
 #: The reasons a message is dead-lettered: the decode errors of ``shared.contracts.codec`` and
 #: a handler that kept failing for a reason no retry fixes.
@@ -76,10 +75,10 @@ class ConsumerLag:
         self, meter: metrics.Meter, *, refresh_s: float = 5.0, timeout_s: float = 2.0
     ) -> None:
         self._tracked: list[_Tracked] = []
-        self._refresh_s = refresh_s
-        self._timeout_s = timeout_s
         self._latest: dict[tuple[str, str], int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Refresher(
+            self.refresh, name="consumer lag", refresh_s=refresh_s, timeout_s=timeout_s
+        )
         meter.create_observable_gauge(
             "platform.kafka.consumer.lag",
             callbacks=[self._observe],
@@ -129,25 +128,8 @@ class ConsumerLag:
         return figures
 
     async def start(self) -> None:
-        if self._tracked and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="kafka-consumer-lag")
+        if self._tracked:  # nothing subscribed, nothing to measure
+            await self._refresher.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # The broker is down or slow: keep the last figures, try again next round
-                # (the telemetry log filter keeps a long outage from flooding the log).
-                log.warning("consumer lag not measured: %r", exc)
-            await asyncio.sleep(self._refresh_s)
+        await self._refresher.stop()
