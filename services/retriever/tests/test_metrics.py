@@ -3,20 +3,11 @@ chunks returned, hit rate, cache lookups, HTTP metrics of the admin API, dead le
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from faststream.kafka import KafkaMessage, TestKafkaBroker
 
-from retriever.app import build_service
-from retriever.documents import discover, load_many
-from retriever.embedding import HashingEmbedder
-from retriever.engine import build_engine
-from retriever.index.memory import MemoryChunkIndex
 from retriever.metrics import is_hit
 from retriever.search import RankedChunk
 from retriever.settings import EmbeddingSettings, RetrieverSettings
@@ -24,7 +15,7 @@ from shared.contracts import Topic
 from shared.settings import KafkaSettings
 from shared.testing import eventually, sample_value, scrape
 
-from .test_service import L1, Harness, KeywordScreen
+from .test_service import L1, Harness, running_harness
 
 pytestmark = pytest.mark.unit
 
@@ -36,29 +27,8 @@ async def harness(knowledge_base: Path) -> AsyncIterator[Harness]:
     settings = RetrieverSettings(
         kafka=KafkaSettings(), embedding=EmbeddingSettings(cache=False), relevance_threshold=0.5
     )
-    engine = build_engine(settings, embedder=HashingEmbedder(), index=MemoryChunkIndex())
-    engine.ingestor.ingest(load_many(discover(knowledge_base), max_bytes=10**7))
-    service = build_service(settings, engine=engine, screen=KeywordScreen())
-    app = service.http_app()
-    published: dict[str, list[dict[str, Any]]] = {"retrieved": [], "audit": []}
-
-    def recorder(into: list[dict[str, Any]]) -> Any:
-        async def record(msg: KafkaMessage) -> None:
-            into.append(json.loads(msg.body))
-
-        return record
-
-    for topic, into in published.items():
-        service.broker.subscriber(settings.kafka.topic(topic), group_id=f"probe-{topic}")(
-            recorder(into)
-        )
-    async with TestKafkaBroker(service.broker), service.running():
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://r"
-        ) as client:
-            h = Harness(service, engine, client)
-            h.published = published
-            yield h
+    async with running_harness(settings, knowledge_base) as h:
+        yield h
 
 
 async def test_every_retriever_metric_is_on_metrics_with_its_labels(harness: Harness) -> None:

@@ -4,6 +4,7 @@ and embedder are the fakes that pass the real adapters' contract tests."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -73,9 +74,12 @@ class Harness:
         return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, knowledge_base: Path) -> AsyncIterator[Harness]:
-    settings = RetrieverSettings(kafka=KafkaSettings(), embedding=EmbeddingSettings(cache=False))
+@contextlib.asynccontextmanager
+async def running_harness(
+    settings: RetrieverSettings, knowledge_base: Path
+) -> AsyncIterator[Harness]:
+    """The retriever over the sample KB (hashing embedder, in-memory index) on the in-memory
+    broker, recording what it publishes on ``retrieved`` and ``audit``."""
     engine = build_engine(settings, embedder=HashingEmbedder(), index=MemoryChunkIndex())
     engine.ingestor.ingest(load_many(discover(knowledge_base), max_bytes=10**7))
     service = build_service(settings, engine=engine, screen=KeywordScreen())
@@ -99,6 +103,13 @@ async def harness(tmp_path: Path, knowledge_base: Path) -> AsyncIterator[Harness
             h = Harness(service, engine, client)
             h.published = published
             yield h
+
+
+@pytest.fixture
+async def harness(knowledge_base: Path) -> AsyncIterator[Harness]:
+    settings = RetrieverSettings(kafka=KafkaSettings(), embedding=EmbeddingSettings(cache=False))
+    async with running_harness(settings, knowledge_base) as h:
+        yield h
 
 
 L1 = Principal(user_id="lee", tenant_id="harborpine", roles=("support",), level=StaffLevel.L1)

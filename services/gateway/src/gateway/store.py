@@ -320,10 +320,11 @@ class MemoryRequestStore:
                 if status is None:
                     continue
                 user_id = None if event.actor == event.service else event.actor
-                if self._advance(
+                advanced = self._advance(
                     event.request_id, event.tenant_id, user_id, status, event.trace_id, None
-                ):
-                    settled.update({event.request_id} if status in SETTLED else set())
+                )
+                if advanced and status in SETTLED:
+                    settled.add(event.request_id)
             for request_id in sorted({e.request_id for e in steps}):
                 mark = f" {SETTLED_NOTICE}" if request_id in settled else ""
                 self._notify(f"{request_id}{mark}")
